@@ -1,0 +1,45 @@
+"""One error root for the harness.
+
+Every error the harness raises on bad input derives from :class:`HarnessError` and also from the builtin it
+resembles, so ``except ValueError`` keeps working for callers who do not know the harness.  Messages say what
+was wrong and how to fix it.
+"""
+
+
+class HarnessError(Exception):
+    """Root of every error raised by the harness."""
+
+
+class LevelFormatError(HarnessError, ValueError):
+    """Engine state bytes are malformed, truncated or inconsistent; fix the buffer, never pass it to the engine."""
+
+
+class LevelEditError(HarnessError, ValueError):
+    """An edit would produce a level the engine cannot play (wall cell, overlap, outside the maze, ...)."""
+
+
+class UnknownSiteError(HarnessError, KeyError):
+    """A site name matches no activation of the model; the message lists the nearest valid names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead
+        return str(self.args[0]) if self.args else ""
+
+
+class InterventionError(HarnessError, ValueError):
+    """An intervention is malformed (shape, channels out of range) or never fired during a run."""
+
+
+class CheckpointError(HarnessError, ValueError):
+    """A checkpoint does not match the architecture (missing key, wrong shape); the message names the layer."""
+
+
+class SamplingError(HarnessError, ValueError):
+    """A sampling request cannot be met (bad seed range, predicate too rare for the requested n)."""
+
+
+class StatisticsError(HarnessError, ValueError):
+    """A statistic was given invalid input (empty sample, probability outside [0, 1], bad alpha)."""
+
+
+class ClaimError(HarnessError, ValueError):
+    """A claim is declared inconsistently (missing threshold, unknown metric, evidence recorded twice)."""

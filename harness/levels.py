@@ -1,0 +1,588 @@
+"""Heist levels as data: the engine's state bytes parsed exactly, validated, viewed and edited.
+
+``HeistLevel.from_bytes(state)`` parses what ``env.callmethod("get_state")`` returns; ``level.to_bytes()``
+writes it back byte-identically.  Every field of the engine state is kept (random-generator states and render
+caches included), so an unedited level round-trips exactly and an edited one differs only where it was edited.
+
+Coordinates, used everywhere in the harness: a cell is ``(x, y)`` in world units with **y pointing up**
+(y = 0 is the bottom row of the image).  ``level.walls`` is a boolean array indexed ``walls[y, x]``, the same
+row-major order as the engine's grid (index ``y * w + x``); its row 0 is the *bottom* of the picture.
+``level.text()`` prints the top row first, as the image shows it.
+
+Edits return a new level and check what they need (on a floor cell inside the maze, no overlap with another
+entity).  Validation runs on every parse and before every serialisation: a malformed buffer raises
+:class:`~harness.errors.LevelFormatError` instead of reaching the engine, whose own checks abort the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from harness.errors import LevelEditError, LevelFormatError
+
+AGENT, LOCK, KEY, GEM, KEY_ON_RING = 0, 1, 2, 9, 11
+WALL, FLOOR = 51, 100
+COLOURS = ("blue", "green", "red")
+END_MARKER = 0xCAFECAFE
+_ENTITY_STRUCT = struct.Struct("<6f6i3f6if3i6f")
+_MAX_ENTITIES = 256
+_MAX_STRING = 1 << 16
+_MAX_WORLD = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entity:
+    """One engine entity record (124 bytes).  ``(x, y)`` is the centre of its box in cells, y up."""
+
+    x: float
+    y: float
+    vx: float
+    vy: float
+    rx: float
+    ry: float
+    type: int
+    image_type: int
+    image_theme: int
+    render_z: int
+    will_erase: int
+    collides_with_entities: int
+    collision_margin: float
+    rotation: float
+    vrot: float
+    is_reflected: int
+    fire_time: int
+    spawn_time: int
+    life_time: int
+    expire_time: int
+    use_abs_coords: int
+    friction: float
+    smart_step: int
+    avoids_collisions: int
+    auto_erase: int
+    alpha: float
+    health: float
+    theta: float
+    grow_rate: float
+    alpha_decay: float
+    climber_spawn_x: float
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        """The cell holding the entity's centre."""
+        return (math.floor(self.x), math.floor(self.y))
+
+    @property
+    def colour(self) -> str:
+        """Colour name of a key, lock or HUD icon (``image_theme`` 0, 1, 2)."""
+        return COLOURS[self.image_theme]
+
+    def moved_to(self, cell: tuple[int, int]) -> "Entity":
+        """The entity moved to ``cell``, keeping its offset inside the cell, at rest."""
+        fx, fy = self.x - math.floor(self.x), self.y - math.floor(self.y)
+        return dataclasses.replace(self, x=cell[0] + fx, y=cell[1] + fy, vx=0.0, vy=0.0)
+
+
+_ENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(Entity))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomState:
+    """A serialised ``std::mt19937``: whether it was seeded and its text form (624 words and an index)."""
+
+    is_seeded: int
+    text: bytes
+
+
+# Runs of fixed-size scalars, in file order, between the variable-length parts.
+_RUNS = {
+    "after_name": (struct.Struct("<12i5i"), (
+        "options", "grid_step", "level_seed_low", "level_seed_high", "game_type", "game_n")),
+    "after_rngs": (struct.Struct("<fii7if4ii"), (
+        "reward", "done", "level_complete", "action", "timeout", "current_level_seed", "prev_level_seed",
+        "episodes_remaining", "episode_done", "last_reward_timer", "last_reward", "default_action",
+        "fixed_asset_seed", "cur_time", "is_waiting_for_step", "grid_size")),
+    "after_entities": (struct.Struct("<2i3f3i8f3i"), (
+        "use_procgen_background", "background_index", "bg_tile_ratio", "bg_pct_x", "char_dim",
+        "last_move_action", "move_action", "special_action", "mixrate", "maxspeed", "max_jump", "action_vx",
+        "action_vy", "action_vrot", "center_x", "center_y", "random_agent_start", "has_useful_vel_info",
+        "step_rand_int")),
+    "after_asset_rng": (struct.Struct("<3i6f"), (
+        "main_width", "main_height", "out_of_bounds_object", "unit", "view_dim", "x_off", "y_off", "visibility",
+        "min_visibility")),
+}
+_OPTION_COUNT = 12
+
+
+class _Reader:
+    """Bounds-checked little-endian reader that names what it was reading when the buffer runs out."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, size: int, what: str) -> int:
+        start = self.pos
+        if size < 0 or start + size > len(self.data):
+            raise LevelFormatError(
+                f"state buffer truncated while reading {what}: needs {size} bytes at offset {start}, "
+                f"buffer has {len(self.data)} bytes; pass the bytes exactly as get_state returned them")
+        self.pos = start + size
+        return start
+
+    def unpack(self, fmt: struct.Struct, what: str) -> tuple:
+        return fmt.unpack_from(self.data, self.take(fmt.size, what))
+
+    def int(self, what: str) -> int:
+        return self.unpack(_INT, what)[0]
+
+    def count(self, what: str, limit: int) -> int:
+        n = self.int(what)
+        if not 0 <= n <= limit:
+            raise LevelFormatError(f"{what} is {n}, expected 0..{limit}; the buffer is corrupt or not a heist state")
+        return n
+
+    def string(self, what: str) -> bytes:
+        n = self.count(f"length of {what}", _MAX_STRING)
+        start = self.take(n, what)
+        return self.data[start:start + n]
+
+    def ints(self, n: int, what: str) -> tuple[int, ...]:
+        return struct.unpack_from(f"<{n}i", self.data, self.take(4 * n, what))
+
+
+_INT = struct.Struct("<i")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class HeistLevel:
+    """A parsed Heist engine state.  Immutable: edits return new levels.  Fields follow the engine's order."""
+
+    version: int
+    game_name: bytes
+    options: tuple[int, ...]
+    grid_step: int
+    level_seed_low: int
+    level_seed_high: int
+    game_type: int
+    game_n: int
+    level_seed_rng: RandomState
+    rng: RandomState
+    reward: float
+    done: int
+    level_complete: int
+    action: int
+    timeout: int
+    current_level_seed: int
+    prev_level_seed: int
+    episodes_remaining: int
+    episode_done: int
+    last_reward_timer: int
+    last_reward: float
+    default_action: int
+    fixed_asset_seed: int
+    cur_time: int
+    is_waiting_for_step: int
+    grid_size: int
+    entities: tuple[Entity, ...]
+    use_procgen_background: int
+    background_index: int
+    bg_tile_ratio: float
+    bg_pct_x: float
+    char_dim: float
+    last_move_action: int
+    move_action: int
+    special_action: int
+    mixrate: float
+    maxspeed: float
+    max_jump: float
+    action_vx: float
+    action_vy: float
+    action_vrot: float
+    center_x: float
+    center_y: float
+    random_agent_start: int
+    has_useful_vel_info: int
+    step_rand_int: int
+    asset_rng: RandomState
+    main_width: int
+    main_height: int
+    out_of_bounds_object: int
+    unit: float
+    view_dim: float
+    x_off: float
+    y_off: float
+    visibility: float
+    min_visibility: float
+    grid_w: int
+    grid_h: int
+    cells: tuple[int, ...]
+    num_keys: int
+    world_dim: int
+    has_keys: tuple[int, ...]
+
+    # ----------------------------------------------------------------------------------------- bytes
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "HeistLevel":
+        """Parse engine state bytes; raise LevelFormatError naming the problem if they are not a valid level."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise LevelFormatError(f"expected the bytes of one engine state, got {type(data).__name__}")
+        r = _Reader(bytes(data))
+        f: dict = {"version": r.int("serialize version"), "game_name": r.string("game name")}
+        after_name = r.unpack(_RUNS["after_name"][0], "options and seed fields")
+        f["options"] = after_name[:_OPTION_COUNT]
+        f.update(zip(_RUNS["after_name"][1][1:], after_name[_OPTION_COUNT:]))
+        f["level_seed_rng"] = RandomState(is_seeded=r.int("level seed rng"), text=r.string("level seed rng"))
+        f["rng"] = RandomState(is_seeded=r.int("rng"), text=r.string("rng"))
+        f.update(zip(_RUNS["after_rngs"][1], r.unpack(_RUNS["after_rngs"][0], "step data")))
+        n_entities = r.count("entity count", _MAX_ENTITIES)
+        start = r.take(n_entities * _ENTITY_STRUCT.size, "entities")
+        f["entities"] = tuple(
+            Entity(**dict(zip(_ENTITY_FIELDS, values)))
+            for values in _ENTITY_STRUCT.iter_unpack(r.data[start:start + n_entities * _ENTITY_STRUCT.size]))
+        f.update(zip(_RUNS["after_entities"][1], r.unpack(_RUNS["after_entities"][0], "background and motion")))
+        f["asset_rng"] = RandomState(is_seeded=r.int("asset rng"), text=r.string("asset rng"))
+        f.update(zip(_RUNS["after_asset_rng"][1], r.unpack(_RUNS["after_asset_rng"][0], "world size")))
+        f["grid_w"], f["grid_h"] = r.int("grid width"), r.int("grid height")
+        f["cells"] = r.ints(r.count("grid cell count", _MAX_WORLD * _MAX_WORLD), "grid cells")
+        f["num_keys"], f["world_dim"] = r.int("num_keys"), r.int("world_dim")
+        f["has_keys"] = r.ints(r.count("has_keys count", len(COLOURS)), "has_keys")
+        if (marker := r.unpack(struct.Struct("<I"), "end marker")[0]) != END_MARKER:
+            raise LevelFormatError(f"end marker is {marker:#x}, expected {END_MARKER:#x}: not a complete engine state")
+        if r.pos != len(r.data):
+            raise LevelFormatError(f"{len(r.data) - r.pos} unexpected bytes after the end marker")
+        level = cls(**f)
+        level.validate()
+        object.__setattr__(level, "_bytes", r.data)  # unedited levels serialise for free
+        return level
+
+    def to_bytes(self) -> bytes:
+        """Serialise exactly as the engine does.  Validates first, so the engine never sees a bad state."""
+        if (cached := self.__dict__.get("_bytes")) is not None:
+            return cached
+        self.validate()
+        out = [_INT.pack(self.version), _string(self.game_name)]
+        out.append(_RUNS["after_name"][0].pack(*self.options, *(getattr(self, n) for n in _RUNS["after_name"][1][1:])))
+        out += [_rng(self.level_seed_rng), _rng(self.rng)]
+        out.append(_pack_run("after_rngs", self))
+        out.append(_INT.pack(len(self.entities)))
+        out += [_ENTITY_STRUCT.pack(*e.__dict__.values()) for e in self.entities]
+        out.append(_pack_run("after_entities", self))
+        out.append(_rng(self.asset_rng))
+        out.append(_pack_run("after_asset_rng", self))
+        out.append(struct.pack(f"<3i{len(self.cells)}i", self.grid_w, self.grid_h, len(self.cells), *self.cells))
+        out.append(struct.pack(f"<3i{len(self.has_keys)}i", self.num_keys, self.world_dim, len(self.has_keys),
+                               *self.has_keys))
+        out.append(struct.pack("<I", END_MARKER))
+        data = b"".join(out)
+        object.__setattr__(self, "_bytes", data)
+        return data
+
+    def validate(self) -> None:
+        """Raise LevelFormatError if the engine would abort on this level or misbehave silently."""
+        if self.game_name != b"heist":
+            raise LevelFormatError(f"game name is {self.game_name!r}, expected b'heist'")
+        if len(self.options) != _OPTION_COUNT:
+            raise LevelFormatError(f"{len(self.options)} options, expected {_OPTION_COUNT}")
+        w, h = self.grid_w, self.grid_h
+        if not (0 < w <= _MAX_WORLD and 0 < h <= _MAX_WORLD) or w * h != len(self.cells) or w * h != self.grid_size:
+            raise LevelFormatError(
+                f"inconsistent grid: {w}x{h}, {len(self.cells)} cells, grid_size {self.grid_size}; all must agree")
+        if w != h or w != self.world_dim:
+            raise LevelFormatError(f"grid {w}x{h} does not match world_dim {self.world_dim}")
+        if bad := set(self.cells) - {WALL, FLOOR}:
+            raise LevelFormatError(f"grid holds cell values {sorted(bad)}; heist grids hold only {WALL} and {FLOOR}")
+        if not any(e.type == AGENT for e in self.entities):
+            raise LevelFormatError("level has no agent entity (type 0); the engine would abort")
+        if len(self.has_keys) > len(COLOURS) or any(v not in (0, 1) for v in self.has_keys):
+            raise LevelFormatError(f"has_keys {self.has_keys} must hold at most 3 flags of 0 or 1")
+        for e in self.entities:
+            if e.type in (LOCK, KEY, KEY_ON_RING) and not 0 <= e.image_theme < len(self.has_keys):
+                raise LevelFormatError(
+                    f"{_TYPE_NAMES[e.type]} of colour index {e.image_theme} but has_keys has {len(self.has_keys)} "
+                    "entries; the engine indexes has_keys by colour without a bounds check")
+            if not all(math.isfinite(v) for v in (e.x, e.y, e.rx, e.ry)):
+                raise LevelFormatError(f"{_TYPE_NAMES.get(e.type, e.type)} entity has a non-finite position or size")
+
+    # ----------------------------------------------------------------------------------------- view
+    @property
+    def walls(self) -> np.ndarray:
+        """Boolean (h, w) array, ``walls[y, x]`` with y up (row 0 is the bottom of the image)."""
+        return np.asarray(self.cells, dtype=np.int32).reshape(self.grid_h, self.grid_w) == WALL
+
+    def is_wall(self, cell: tuple[int, int]) -> bool:
+        """Whether a cell is a wall; outside the grid counts as wall."""
+        x, y = cell
+        return not (0 <= x < self.grid_w and 0 <= y < self.grid_h) or self.cells[y * self.grid_w + x] == WALL
+
+    @property
+    def agent(self) -> Entity:
+        """The agent: the engine takes the last type-0 entity."""
+        return next(e for e in reversed(self.entities) if e.type == AGENT)
+
+    @property
+    def gem(self) -> Entity | None:
+        return next((e for e in self.entities if e.type == GEM), None)
+
+    @property
+    def keys(self) -> dict[str, Entity]:
+        """Keys still lying in the level, by colour."""
+        return {e.colour: e for e in self.entities if e.type == KEY}
+
+    @property
+    def locks(self) -> dict[str, Entity]:
+        """Locked doors still closed, by colour."""
+        return {e.colour: e for e in self.entities if e.type == LOCK}
+
+    @property
+    def held_keys(self) -> frozenset[str]:
+        return frozenset(COLOURS[i] for i, held in enumerate(self.has_keys) if held)
+
+    @property
+    def colours(self) -> tuple[str, ...]:
+        """Colours in play (keys, locks or held keys), in collection order."""
+        present = {e.colour for e in self.entities if e.type in (KEY, LOCK)} | self.held_keys
+        return tuple(c for c in COLOURS if c in present)
+
+    @property
+    def maze_bounds(self) -> tuple[int, int, int, int]:
+        """(x_min, y_min, x_max, y_max), inclusive, of the floor cells."""
+        ys, xs = np.nonzero(~self.walls)
+        return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+    @property
+    def distribution_mode(self) -> str:
+        return {0: "easy", 1: "hard", 10: "memory"}.get(self.options[7], str(self.options[7]))
+
+    def occupant(self, cell: tuple[int, int]) -> Entity | None:
+        """The level entity (agent, key, lock, gem) whose centre lies in ``cell``, if any."""
+        return next((e for e in self.entities if e.type in _LEVEL_TYPES and e.cell == tuple(cell)), None)
+
+    def text(self) -> str:
+        """A text picture, top row first: ``#`` wall, ``.`` floor, ``A`` agent, ``*`` gem, ``b g r`` keys,
+        ``B G R`` locks; a last line lists held keys."""
+        rows = [["#" if wall else "." for wall in row] for row in self.walls]
+        for e in self.entities:
+            if e.type in _LEVEL_TYPES:
+                x, y = e.cell
+                if 0 <= x < self.grid_w and 0 <= y < self.grid_h:
+                    rows[y][x] = _SYMBOLS[e.type] if e.type in (AGENT, GEM) else (
+                        e.colour[0].upper() if e.type == LOCK else e.colour[0])
+        lines = ["".join(r) for r in reversed(rows)]
+        return "\n".join(lines + [f"held: {', '.join(sorted(self.held_keys)) or 'none'}"])
+
+    def __repr__(self) -> str:
+        return f"HeistLevel(seed={self.current_level_seed}, {self.distribution_mode}, t={self.cur_time})\n{self.text()}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeistLevel) and self.to_bytes() == other.to_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
+
+    # ----------------------------------------------------------------------------------------- edits
+    def move_agent(self, cell: tuple[int, int]) -> "HeistLevel":
+        """The agent at the centre of ``cell``, at rest."""
+        self._check_free(cell, moving=self.agent)
+        agent = dataclasses.replace(self.agent, x=cell[0] + 0.5, y=cell[1] + 0.5, vx=0.0, vy=0.0)
+        return self._with_entity_replaced(self.agent, agent)
+
+    def move_gem(self, cell: tuple[int, int]) -> "HeistLevel":
+        return self._move(self._require(self.gem, "gem"), cell)
+
+    def move_key(self, colour: str, cell: tuple[int, int]) -> "HeistLevel":
+        return self._move(self._require(self.keys.get(_colour(colour)), f"{colour} key"), cell)
+
+    def move_lock(self, colour: str, cell: tuple[int, int]) -> "HeistLevel":
+        return self._move(self._require(self.locks.get(_colour(colour)), f"{colour} lock"), cell)
+
+    def remove_gem(self) -> "HeistLevel":
+        return self._without(self._require(self.gem, "gem"))
+
+    def remove_key(self, colour: str) -> "HeistLevel":
+        return self._without(self._require(self.keys.get(_colour(colour)), f"{colour} key"))
+
+    def remove_lock(self, colour: str) -> "HeistLevel":
+        return self._without(self._require(self.locks.get(_colour(colour)), f"{colour} lock"))
+
+    def add_key(self, colour: str, cell: tuple[int, int]) -> "HeistLevel":
+        """A key of ``colour`` in ``cell`` (centred), with has_keys and the HUD icon extended if needed."""
+        colour = _colour(colour)
+        if colour in self.keys:
+            raise LevelEditError(f"level already has a {colour} key at {self.keys[colour].cell}; move it instead")
+        self._check_free(cell)
+        level = self._with_colour(colour)
+        key = _new_entity(KEY, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.375, 0.375 * _KEY_ASPECT)
+        return level._with_entities(level._level_entities() + (key,) + level._hud_entities())
+
+    def add_lock(self, colour: str, cell: tuple[int, int]) -> "HeistLevel":
+        """A locked door of ``colour`` in ``cell``, with has_keys and the HUD icon extended if needed."""
+        colour = _colour(colour)
+        if colour in self.locks:
+            raise LevelEditError(f"level already has a {colour} lock at {self.locks[colour].cell}; move it instead")
+        self._check_free(cell)
+        level = self._with_colour(colour)
+        lock = _new_entity(LOCK, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.5, 0.5)
+        return level._with_entities(level._level_entities() + (lock,) + level._hud_entities())
+
+    def add_wall(self, cell: tuple[int, int]) -> "HeistLevel":
+        """A wall on an empty floor cell inside the maze."""
+        self._check_inside(cell)
+        if self.is_wall(cell):
+            raise LevelEditError(f"cell {cell} is already a wall")
+        if (e := self.occupant(cell)) is not None:
+            raise LevelEditError(f"cell {cell} holds the {_describe(e)}; a wall there would bury it")
+        return self._with_cell(cell, WALL)
+
+    def clear_wall(self, cell: tuple[int, int]) -> "HeistLevel":
+        """Floor on a wall cell inside the maze bounds."""
+        self._check_inside(cell)
+        if not self.is_wall(cell):
+            raise LevelEditError(f"cell {cell} is already floor")
+        return self._with_cell(cell, FLOOR)
+
+    def give_key(self, colour: str) -> "HeistLevel":
+        """The agent holds ``colour``'s key (the HUD shows it); the key entity, if any, stays in the level."""
+        return self._set_held(_colour(colour), 1)
+
+    def take_key(self, colour: str) -> "HeistLevel":
+        """The agent no longer holds ``colour``'s key."""
+        colour = _colour(colour)
+        if colour not in self.held_keys:
+            raise LevelEditError(f"the agent does not hold the {colour} key (held: {sorted(self.held_keys)})")
+        return self._set_held(colour, 0)
+
+    def as_episode_start(self) -> "HeistLevel":
+        """The same level with the clock and step data reset, agent at rest, as at the start of an episode."""
+        agent = dataclasses.replace(self.agent, vx=0.0, vy=0.0)
+        return dataclasses.replace(self._with_entity_replaced(self.agent, agent), cur_time=0, reward=0.0, done=0,
+                                   level_complete=0)
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _check_inside(self, cell: tuple[int, int]) -> None:
+        x0, y0, x1, y1 = self.maze_bounds
+        if not (isinstance(cell, tuple) and len(cell) == 2 and all(isinstance(v, (int, np.integer)) for v in cell)):
+            raise LevelEditError(f"a cell is an (x, y) tuple of ints, got {cell!r}")
+        if not (x0 <= cell[0] <= x1 and y0 <= cell[1] <= y1):
+            raise LevelEditError(f"cell {cell} is outside the maze, which spans x {x0}..{x1}, y {y0}..{y1}")
+
+    def _check_free(self, cell: tuple[int, int], moving: Entity | None = None) -> None:
+        self._check_inside(cell)
+        if self.is_wall(cell):
+            raise LevelEditError(f"cell {cell} is a wall; an entity there can never be reached")
+        e = self.occupant(cell)
+        if e is not None and e is not moving:
+            raise LevelEditError(f"cell {cell} already holds the {_describe(e)}")
+
+    def _require(self, entity: Entity | None, what: str) -> Entity:
+        if entity is None:
+            raise LevelEditError(f"level has no {what} (it holds: {self._inventory()})")
+        return entity
+
+    def _inventory(self) -> str:
+        return ", ".join(_describe(e) for e in self.entities if e.type in _LEVEL_TYPES and e.type != AGENT) or "nothing"
+
+    def _move(self, entity: Entity, cell: tuple[int, int]) -> "HeistLevel":
+        self._check_free(cell, moving=entity)
+        if entity.type == LOCK:
+            moved = dataclasses.replace(entity, x=cell[0] + 0.5, y=cell[1] + 0.5)
+        else:
+            moved = entity.moved_to(cell)
+        return self._with_entity_replaced(entity, moved)
+
+    def _with_entity_replaced(self, old: Entity, new: Entity) -> "HeistLevel":
+        return self._with_entities(tuple(new if e is old else e for e in self.entities))
+
+    def _without(self, entity: Entity) -> "HeistLevel":
+        return self._with_entities(tuple(e for e in self.entities if e is not entity))
+
+    def _with_entities(self, entities: Iterable[Entity]) -> "HeistLevel":
+        return dataclasses.replace(self, entities=tuple(entities))
+
+    def _level_entities(self) -> tuple[Entity, ...]:
+        return tuple(e for e in self.entities if e.type != KEY_ON_RING)
+
+    def _hud_entities(self) -> tuple[Entity, ...]:
+        return tuple(e for e in self.entities if e.type == KEY_ON_RING)
+
+    def _with_cell(self, cell: tuple[int, int], value: int) -> "HeistLevel":
+        cells = list(self.cells)
+        cells[cell[1] * self.grid_w + cell[0]] = value
+        return dataclasses.replace(self, cells=tuple(cells))
+
+    def _with_colour(self, colour: str) -> "HeistLevel":
+        """has_keys (and num_keys, HUD icons) extended so that ``colour`` is a valid index."""
+        index = COLOURS.index(colour)
+        if index < len(self.has_keys):
+            return self
+        hud = list(self._hud_entities())
+        has_keys = list(self.has_keys)
+        for i in range(len(has_keys), index + 1):
+            has_keys.append(0)
+            if not any(e.image_theme == i for e in hud):
+                hud.append(_hud_icon(i))
+        return dataclasses.replace(self, has_keys=tuple(has_keys), num_keys=max(self.num_keys, index + 1),
+                                   entities=self._level_entities() + tuple(hud))
+
+    def _set_held(self, colour: str, value: int) -> "HeistLevel":
+        level = self._with_colour(colour)
+        has_keys = list(level.has_keys)
+        has_keys[COLOURS.index(colour)] = value
+        return dataclasses.replace(level, has_keys=tuple(has_keys))
+
+
+_TYPE_NAMES = {AGENT: "agent", LOCK: "lock", KEY: "key", GEM: "gem", KEY_ON_RING: "HUD key icon"}
+_LEVEL_TYPES = (AGENT, LOCK, KEY, GEM)
+_SYMBOLS = {AGENT: "A", GEM: "*"}
+_KEY_ASPECT = 0.2321 / 0.375  # keys keep the engine's image aspect ratio
+_RING_KEY_R = 0.03
+
+
+def _colour(colour: str) -> str:
+    if colour not in COLOURS:
+        raise LevelEditError(f"unknown colour {colour!r}; heist colours are {COLOURS}")
+    return colour
+
+
+def _describe(e: Entity) -> str:
+    name = _TYPE_NAMES.get(e.type, f"entity of type {e.type}")
+    return f"{e.colour} {name}" if e.type in (KEY, LOCK) else name
+
+
+def _string(value: bytes) -> bytes:
+    return _INT.pack(len(value)) + value
+
+
+def _rng(state: RandomState) -> bytes:
+    return _INT.pack(state.is_seeded) + _string(state.text)
+
+
+def _pack_run(name: str, level: HeistLevel) -> bytes:
+    fmt, names = _RUNS[name]
+    return fmt.pack(*(getattr(level, n) for n in names))
+
+
+# Field values the engine gives a freshly spawned static entity (read off generated levels).
+_ENTITY_DEFAULTS = dict(
+    x=0.0, y=0.0, vx=0.0, vy=0.0, rx=0.0, ry=0.0, type=0, image_type=0, image_theme=0, render_z=0, will_erase=0,
+    collides_with_entities=0, collision_margin=0.0, rotation=0.0, vrot=0.0, is_reflected=0, fire_time=-1,
+    spawn_time=-1, life_time=0, expire_time=-1, use_abs_coords=0, friction=1.0, smart_step=0, avoids_collisions=0,
+    auto_erase=1, alpha=1.0, health=1.0, theta=-100.0, grow_rate=1.0, alpha_decay=1.0, climber_spawn_x=0.0)
+
+
+def _new_entity(type_: int, theme: int, x: float, y: float, rx: float, ry: float, **extra) -> Entity:
+    """A fresh entity with the engine's defaults for a spawned, static object."""
+    return Entity(**{**_ENTITY_DEFAULTS, "x": x, "y": y, "rx": rx, "ry": ry, "type": type_, "image_type": type_,
+                     "image_theme": theme, **extra})
+
+
+def _hud_icon(theme: int) -> Entity:
+    """The top-right HUD icon the engine adds for each key colour (drawn only while that key is held)."""
+    r = _RING_KEY_R
+    return _new_entity(KEY_ON_RING, theme, 1 - r * (2 * theme + 1.25), r * 0.75, r, r * _KEY_ASPECT,
+                       image_type=KEY, rotation=math.pi / 2, render_z=1, use_abs_coords=1)
