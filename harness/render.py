@@ -123,6 +123,13 @@ class Episodes:
         self.steps = np.zeros(self.n, dtype=np.int64)
         self._obs = pool.env.observe()[1]["rgb"][:self.n].copy()
 
+    def restart(self, index: int, level: HeistLevel) -> None:
+        """Start a new episode on ``level`` in slot ``index`` (to stream many levels through one pool)."""
+        self.pool._check_mode([level])
+        self.pool._set(index, level.as_episode_start().to_bytes())
+        self.active[index], self.success[index], self.steps[index] = True, False, 0
+        self._obs[index] = self.pool.env.observe()[1]["rgb"][index]
+
     def observe(self) -> np.ndarray:
         """Current frames (n, 64, 64, 3); rows of finished episodes hold their last frame."""
         return self._obs

@@ -1,0 +1,184 @@
+"""Ground truth for claims: shortest paths, the current target under Heist's rules, and the way to it.
+
+Paths run over cells ``(x, y)`` (y up, see :mod:`harness.levels`) between 4-neighbours; walls block, and a
+closed lock blocks unless the agent holds its key.  Keys and the gem never block.
+
+The current target follows the game's order of colours (blue, green, red): for the first colour whose lock is
+still closed, the key if it is not held, else the lock; when no lock is closed, the gem.  A closed lock whose
+key is neither held nor lying in the level can never open; then there is no reachable target (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.levels import COLOURS, Entity, HeistLevel
+
+Cell = tuple[int, int]
+DIRECTIONS: dict[str, Cell] = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0)}
+ACTION_OF_DIRECTION = {"up": 5, "down": 3, "left": 1, "right": 7}
+NOOP = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """What the agent should reach next: ``kind`` is "key", "lock" or "gem"; ``colour`` is None for the gem."""
+
+    kind: str
+    colour: str | None
+    entity: Entity
+
+    @property
+    def cell(self) -> Cell:
+        return self.entity.cell
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.colour is None else f"{self.colour} {self.kind}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Guidance:
+    """The current target and the shortest way to it from the agent's cell (``path`` includes both ends)."""
+
+    target: Target
+    path: tuple[Cell, ...]
+
+    @property
+    def distance(self) -> int:
+        return len(self.path) - 1
+
+    @property
+    def first_step(self) -> str | None:
+        """"up", "down", "left" or "right" from the agent's cell; None when the agent is on the target's cell."""
+        if len(self.path) < 2:
+            return None
+        (x0, y0), (x1, y1) = self.path[0], self.path[1]
+        return next(d for d, (dx, dy) in DIRECTIONS.items() if (dx, dy) == (x1 - x0, y1 - y0))
+
+
+def passable(level: HeistLevel, held: frozenset[str] | None = None) -> np.ndarray:
+    """Boolean ``[y, x]`` map of cells a path may enter, given the held keys (default: the level's)."""
+    held = level.held_keys if held is None else held
+    free = ~level.walls
+    for colour, lock in level.locks.items():
+        if colour not in held:
+            x, y = lock.cell
+            free[y, x] = False
+    return free
+
+
+def distances_from(level: HeistLevel, start: Cell, held: frozenset[str] | None = None) -> np.ndarray:
+    """BFS distance ``[y, x]`` from ``start`` to every cell (-1 where unreachable)."""
+    free = passable(level, held)
+    h, w = free.shape
+    dist = np.full((h, w), -1, dtype=np.int32)
+    x, y = start
+    if not (0 <= x < w and 0 <= y < h):
+        return dist
+    dist[y, x] = 0
+    queue = deque([start])
+    while queue:
+        x, y = queue.popleft()
+        for dx, dy in DIRECTIONS.values():
+            nx, ny = x + dx, y + dy
+            if 0 <= nx < w and 0 <= ny < h and free[ny, nx] and dist[ny, nx] < 0:
+                dist[ny, nx] = dist[y, x] + 1
+                queue.append((nx, ny))
+    return dist
+
+
+def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
+                  held: frozenset[str] | None = None) -> tuple[Cell, ...] | None:
+    """A shortest path of cells from ``start`` to ``goal`` inclusive, or None if ``goal`` is unreachable.
+    Ties are broken in the fixed order up, down, left, right, so the path is deterministic."""
+    dist = distances_from(level, goal, held)  # walk downhill from the start towards the goal
+    x, y = start
+    if not (0 <= y < dist.shape[0] and 0 <= x < dist.shape[1]) or dist[y, x] < 0:
+        return None
+    path = [start]
+    while dist[y, x] > 0:
+        x, y = next((x + dx, y + dy) for dx, dy in DIRECTIONS.values()
+                    if 0 <= x + dx < dist.shape[1] and 0 <= y + dy < dist.shape[0]
+                    and dist[y + dy, x + dx] == dist[y, x] - 1)
+        path.append((x, y))
+    return tuple(path)
+
+
+def current_target(level: HeistLevel) -> Target | None:
+    """The next key, the lock it opens, or the gem, by the rules in the module docstring."""
+    keys, locks, held = level.keys, level.locks, level.held_keys
+    for colour in COLOURS:
+        if colour not in locks:
+            continue
+        if colour in held:
+            return Target(kind="lock", colour=colour, entity=locks[colour])
+        if colour in keys:
+            return Target(kind="key", colour=colour, entity=keys[colour])
+        return None
+    gem = level.gem
+    return None if gem is None else Target(kind="gem", colour=None, entity=gem)
+
+
+def guide(level: HeistLevel) -> Guidance | None:
+    """The current target and a shortest path to it from the agent, or None if there is none reachable."""
+    target = current_target(level)
+    if target is None:
+        return None
+    path = shortest_path(level, level.agent.cell, target.cell)
+    return None if path is None else Guidance(target=target, path=path)
+
+
+def decision_cells(level: HeistLevel) -> dict[str, Cell]:
+    """For each other entity (keys, locks, gem) reachable from the agent, the cell where the shortest path to
+    it leaves the shortest path to the current target: the last cell the two paths share."""
+    guidance = guide(level)
+    if guidance is None:
+        return {}
+    start = level.agent.cell
+    others = [(f"{e.colour} key", e) for e in level.keys.values()] + \
+             [(f"{e.colour} lock", e) for e in level.locks.values()]
+    if level.gem is not None:
+        others.append(("gem", level.gem))
+    out = {}
+    for name, entity in others:
+        if entity is guidance.target.entity:
+            continue
+        held = level.held_keys | {entity.colour} if name.endswith("lock") else None
+        path = shortest_path(level, start, entity.cell, held)
+        if path is None:
+            continue
+        shared = 0
+        while shared < min(len(path), len(guidance.path)) and path[shared] == guidance.path[shared]:
+            shared += 1
+        out[name] = path[shared - 1]
+    return out
+
+
+def oracle_action(level: HeistLevel) -> int:
+    """An expert action (0..8) for the continuous-motion agent: steer toward the centre of the next cell on the
+    shortest path (the target entity itself on the last cell), correcting alignment diagonally on the way."""
+    guidance = guide(level)
+    if guidance is None:
+        return NOOP
+    agent = level.agent
+    if len(guidance.path) >= 2:
+        tx, ty = guidance.path[1][0] + 0.5, guidance.path[1][1] + 0.5
+    else:
+        tx, ty = guidance.target.entity.x, guidance.target.entity.y
+    vx = _axis(tx - agent.x, agent.vx)
+    vy = _axis(ty - agent.y, agent.vy)
+    return 3 * (vx + 1) + (vy + 1)
+
+
+def _axis(delta: float, velocity: float, slack: float = 0.08) -> int:
+    """-1, 0 or 1 along one axis: push toward the waypoint, brake when coasting would overshoot it."""
+    coast = velocity * 0.45 / 0.55  # distance covered if the push stops now (v <- 0.45 v per step)
+    remaining = delta - coast
+    if abs(remaining) <= slack:
+        return 0
+    return int(math.copysign(1, remaining))
