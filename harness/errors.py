@@ -18,6 +18,10 @@ class LevelEditError(HarnessError, ValueError):
     """An edit would produce a level the engine cannot play (wall cell, overlap, outside the maze, ...)."""
 
 
+class ObservationError(HarnessError, ValueError):
+    """Observations have the wrong dtype or shape; pass uint8 frames shaped (N, 64, 64, 3)."""
+
+
 class UnknownSiteError(HarnessError, KeyError):
     """A site name matches no activation of the model; the message lists the nearest valid names."""
 
@@ -43,3 +47,8 @@ class StatisticsError(HarnessError, ValueError):
 
 class ClaimError(HarnessError, ValueError):
     """A claim is declared inconsistently (missing threshold, unknown metric, evidence recorded twice)."""
+
+
+class SAEError(HarnessError, ValueError):
+    """An SAE does not fit where it is used (its recorded site differs from the requested one, its channel count
+    from the site's) or is configured inconsistently; the message names both sides."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.errors import CheckpointError, HarnessError
+from harness.errors import CheckpointError, ObservationError
 
 __all__ = [
     "ARCHITECTURES",
@@ -33,7 +33,6 @@ __all__ = [
     "N_ACTIONS",
     "CustomCNN",
     "ImpalaCNN",
-    "ObservationError",
     "checkpoint_sha256",
     "load_policy",
     "preprocess",
@@ -44,10 +43,6 @@ FRAME_SHAPE = (64, 64, 3)
 
 N_ACTIONS = 15
 """Size of the Procgen action space."""
-
-
-class ObservationError(HarnessError, ValueError):
-    """Observations have the wrong dtype or shape; pass uint8 frames shaped (N, 64, 64, 3)."""
 
 
 def preprocess(frames: np.ndarray | Tensor) -> Tensor:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.errors import InterventionError
+from harness.errors import InterventionError, ObservationError
 from harness.interventions import Cache, Intervention, Mean, Recording
-from harness.models import ObservationError, preprocess
+from harness.models import preprocess
 from harness.sites import Site, hooked
 
 __all__ = ["RunResult", "reference_mean", "run"]

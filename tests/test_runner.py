@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import InterventionError, UnknownSiteError
+from harness.errors import InterventionError, ObservationError, UnknownSiteError
 from harness.interventions import Cache, Patch, Zero
-from harness.models import CustomCNN, ImpalaCNN, ObservationError, preprocess
+from harness.models import CustomCNN, ImpalaCNN, preprocess
 from harness.runner import RunResult, run
 from harness.sites import HookPoint, Site, hooked, site_modules, sites
 

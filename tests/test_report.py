@@ -1,0 +1,176 @@
+"""Report writers, PNG encoder, SVG histogram and run comparison, without pytest's plugin machinery."""
+
+import base64
+import csv
+import io
+import json
+import struct
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.errors import ClaimError
+from harness.report import (
+    ClaimRecord,
+    Figure,
+    Histogram,
+    RunReport,
+    compare_runs,
+    encode_png,
+    histogram_svg,
+    load_run,
+    render_csv,
+    render_html,
+    render_json,
+    render_markdown,
+    render_terminal,
+    write_report,
+)
+
+REQUIRED_JSON_FIELDS = {
+    "id", "statement", "verdict", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "n", "seeds", "family",
+    "method", "threshold", "direction", "checksums",
+}  # fmt: skip
+
+
+def record(claim_id: str = "H1", **changes) -> ClaimRecord:
+    base = ClaimRecord(
+        id=claim_id, statement="Ablating channel 17 | lowers P(UP).", sites=("conv3a:17",), metric="mean drop in P(UP)",
+        family="confirmatory", seeds="confirm", n=512, direction="lower", threshold=0.1, family_alpha=0.05,
+        family_size=2, confidence=0.975, verdict="supported", message="mean drop = 0.2 [0.15, 0.25]",
+        test="claims/test_up.py::test_up", estimate=0.2, ci_low=0.15, ci_high=0.25, method="paired BCa bootstrap",
+        p_value=0.001, p_adjusted=0.002, null_quantile=0.999, checksums={"policy": "sha256:ab12"},
+        histogram=Histogram.of(np.linspace(-0.1, 0.1, 500), kind="null"),
+        figures=(Figure.from_rgb(np.full((8, 8, 3), 200, np.uint8), "clean <level>"),),
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+RUN = {"run": "r1", "git_commit": None, "checksums": {"policy": "sha256:ab12"}, "seed_ranges": ["confirm"]}
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Read back what :func:`encode_png` writes (8-bit RGB, filter 0), checking every chunk's CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, chunks = 8, {}
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        tag, body = data[position + 4 : position + 8], data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        assert crc == zlib.crc32(tag + body)
+        chunks[tag] = body
+        position += 12 + length
+    width, height, depth, colour, *_ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    assert (depth, colour) == (8, 2) and b"IEND" in chunks
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, 1 + 3 * width)
+    assert not rows[:, 0].any()
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def test_png_round_trips_pixels():
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(decode_png(encode_png(image)), image)
+
+
+def test_png_opens_in_pillow_when_installed():
+    pil = pytest.importorskip("PIL.Image")
+    image = np.random.default_rng(1).integers(0, 256, (6, 3, 3), dtype=np.uint8)
+    assert np.array_equal(np.asarray(pil.open(io.BytesIO(encode_png(image))).convert("RGB")), image)
+
+
+@pytest.mark.parametrize("image", [np.zeros((4, 4, 3)), np.zeros((4, 4), np.uint8), np.zeros((0, 4, 3), np.uint8)])
+def test_png_rejects_anything_but_rgb_bytes(image):
+    with pytest.raises(ClaimError, match="uint8 RGB"):
+        encode_png(image)
+
+
+def test_a_record_round_trips_through_plain_json():
+    row = record()
+    again = ClaimRecord.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert again == row
+    with pytest.raises(ClaimError, match="unknown fields"):
+        ClaimRecord.from_dict({**row.to_dict(), "colour": "red"})
+    with pytest.raises(ClaimError, match="verdict 'maybe'"):
+        record(verdict="maybe")
+
+
+def test_json_holds_every_required_field_and_no_pictures():
+    data = json.loads(render_json(RunReport(run=RUN, claims=(record(), record("H2", estimate=None)))))
+    assert data["run"] == RUN
+    for row in data["claims"]:
+        assert REQUIRED_JSON_FIELDS <= row.keys() and "figures" not in row
+    assert data["claims"][1]["estimate"] is None
+
+
+def test_csv_has_one_row_per_claim():
+    rows = list(csv.DictReader(io.StringIO(render_csv(RunReport(run=RUN, claims=(record(), record("H2")))))))
+    assert [r["id"] for r in rows] == ["H1", "H2"]
+    assert rows[0]["checksums"] == "policy=sha256:ab12" and rows[0]["sites"] == "conv3a:17"
+
+
+def test_markdown_table_escapes_pipes():
+    text = render_markdown(RunReport(run=RUN, claims=(record(seeds="select|confirm"),)))
+    row = (
+        "| H1 | SUPPORTED | 0.2 [0.15, 0.25] | 512 | 0.001 | 0.002 | lower bound > 0.1 | confirmatory "
+        "| select\\|confirm |"
+    )
+    assert row in text
+    assert "Ablating channel 17 | lowers P(UP)." in text  # statements stand outside the table, as written
+
+
+def test_html_is_self_contained_with_pictures_and_histogram():
+    page = render_html(RunReport(run=RUN, claims=(record(), record("H2", verdict="refuted", histogram=None))))
+    assert "<script" not in page and "<link" not in page and 'src="http' not in page
+    png = page.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert decode_png(base64.b64decode(png)).shape == (8, 8, 3)
+    assert "clean &lt;level&gt;" in page  # captions are escaped
+    assert page.count("<svg") == 1
+
+
+def test_histogram_marks_observation_and_threshold():
+    svg = ET.fromstring(histogram_svg(record()))
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert "observed 0.2" in titles and "threshold 0.1" in titles
+    equivalence = ET.fromstring(histogram_svg(record(direction="equivalence", threshold=0.02)))
+    titles = [t.text for t in equivalence.iter("{http://www.w3.org/2000/svg}title")]
+    assert "threshold -0.02" in titles and "threshold 0.02" in titles
+    assert histogram_svg(record(histogram=None)) == ""
+
+
+def test_terminal_table_aligns_columns():
+    lines = render_terminal(RunReport(run=RUN, claims=(record(), record("H2-long-name", verdict="inconclusive"))))
+    assert lines[0].split() == ["claim", "verdict", "estimate", "[CI]", "n", "p", "p", "adj", "needed"]
+    assert len({line.index("0.2 [") for line in lines[2:]}) == 1
+
+
+def test_comparison_reports_changed_verdicts_moved_estimates_and_new_bounds():
+    previous = RunReport(run={"run": "r0"}, claims=(record("A"), record("B"), record("C"), record("Gone")))
+    current = [
+        record("A", verdict="refuted", estimate=0.05, ci_low=0.01, ci_high=0.07),
+        record("B", estimate=0.3, ci_low=0.26, ci_high=0.34),
+        record("C", threshold=0.2),
+        record("D"),
+        record("E"),
+    ]
+    comparison = compare_runs(previous, current)
+    lines = comparison.lines()
+    assert comparison.previous_run == "r0"
+    assert "A: supported -> refuted; estimate 0.05 outside previous [0.15, 0.25]" in lines
+    assert "B: still supported; estimate 0.3 outside previous [0.15, 0.25]" in lines
+    assert any(line.startswith("C: still supported; bound changed") for line in lines)
+    assert "D: new claim (supported)" in lines and "Gone: not in this run (was supported)" in lines
+    assert compare_runs(previous, previous.claims).lines() == ["no verdict changed and no estimate left its interval"]
+
+
+def test_written_run_loads_back(tmp_path):
+    report = RunReport(run=RUN, claims=(record(),))
+    paths = write_report(report, tmp_path / "r1")
+    assert sorted(p.name for p in paths) == ["claims.csv", "claims.json", "claims.md", "index.html"]
+    assert not list((tmp_path / "r1").glob(".*.tmp"))
+    loaded = load_run(tmp_path / "r1")
+    assert loaded.claims == (replace(record(), figures=()),) and loaded.run == RUN
+    with pytest.raises(ClaimError, match="cannot read a claims run"):
+        load_run(tmp_path / "missing")
