@@ -22,6 +22,8 @@ Cell = tuple[int, int]
 DIRECTIONS: dict[str, Cell] = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0)}
 ACTION_OF_DIRECTION = {"up": 5, "down": 3, "left": 1, "right": 7}
 NOOP = 4
+ALIGNMENT_SLACK = 0.1
+"""How far off a cell's centre line the agent (0.75 wide, corridors 1 wide) may be and still pass: 0.125."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +163,11 @@ def decision_cells(level: HeistLevel) -> dict[str, Cell]:
 
 def oracle_action(level: HeistLevel) -> int:
     """An expert action (0..8) for the continuous-motion agent: steer toward the centre of the next cell on the
-    shortest path (the target entity itself on the last cell), correcting alignment diagonally on the way."""
+    shortest path (the target entity itself on the last cell), correcting alignment diagonally on the way.
+
+    It reads positions only, never velocities, so the same frame always gets the same action: a network that
+    sees one frame (velocity is not drawn in heist) can imitate it exactly.
+    """
     guidance = guide(level)
     if guidance is None:
         return NOOP
@@ -170,15 +176,9 @@ def oracle_action(level: HeistLevel) -> int:
         tx, ty = guidance.path[1][0] + 0.5, guidance.path[1][1] + 0.5
     else:
         tx, ty = guidance.target.entity.x, guidance.target.entity.y
-    vx = _axis(tx - agent.x, agent.vx)
-    vy = _axis(ty - agent.y, agent.vy)
-    return 3 * (vx + 1) + (vy + 1)
+    return 3 * (_axis(tx - agent.x) + 1) + (_axis(ty - agent.y) + 1)
 
 
-def _axis(delta: float, velocity: float, slack: float = 0.08) -> int:
-    """-1, 0 or 1 along one axis: push toward the waypoint, brake when coasting would overshoot it."""
-    coast = velocity * 0.45 / 0.55  # distance covered if the push stops now (v <- 0.45 v per step)
-    remaining = delta - coast
-    if abs(remaining) <= slack:
-        return 0
-    return int(math.copysign(1, remaining))
+def _axis(delta: float, slack: float = ALIGNMENT_SLACK) -> int:
+    """-1, 0 or 1 along one axis: push toward the waypoint unless already within ``slack`` of it."""
+    return 0 if abs(delta) <= slack else int(math.copysign(1, delta))
