@@ -22,8 +22,10 @@ Cell = tuple[int, int]
 DIRECTIONS: dict[str, Cell] = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0)}
 ACTION_OF_DIRECTION = {"up": 5, "down": 3, "left": 1, "right": 7}
 NOOP = 4
-ALIGNMENT_SLACK = 0.1
-"""How far off a cell's centre line the agent (0.75 wide, corridors 1 wide) may be and still pass: 0.125."""
+ALIGNMENT_SLACK = 0.2
+"""How far off the waypoint the agent may be before the expert corrects diagonally.  The agent (0.75 wide) passes a
+1-wide corridor within 0.125 of its centre line and rests exactly 0.125 off it against a wall, so a slack below
+0.125 makes labels flicker (64% diagonal moves at 0.1, 8% at 0.2; both solve 192/192 easy levels, measured)."""
 
 
 @dataclass(frozen=True, kw_only=True)

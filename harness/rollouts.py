@@ -40,6 +40,8 @@ class Episode:
     """Cells the agent occupied, in order, without repeats of consecutive cells."""
     reached: tuple[str, ...]
     """Keys, locks and gem in the order they were reached, e.g. ("blue key", "blue lock", "gem")."""
+    snapshot: HeistLevel | None = None
+    """The live level at the step asked for with ``snapshot_at`` (the last one seen if the episode ended first)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,12 +60,16 @@ class Rollouts:
 
 
 def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int = 1000,
-         pool: EnginePool | None = None) -> Rollouts:
+         pool: EnginePool | None = None, snapshot_at: Sequence[int] | None = None) -> Rollouts:
     """Play one episode per level with ``choose`` picking the actions; episodes end at the gem or at
-    ``max_steps`` (the engine's own timeout is 1000)."""
+    ``max_steps`` (the engine's own timeout is 1000).  With ``snapshot_at`` (one step count per level), each
+    episode also keeps its live level at that step: mid-episode states with keys held and doors open."""
     levels = list(levels)
     if not levels:
         raise ValueError("levels is empty; pass at least one HeistLevel")
+    at = [-1] * len(levels) if snapshot_at is None else [int(k) for k in snapshot_at]
+    if len(at) != len(levels) or min(at, default=0) < -1:
+        raise ValueError("snapshot_at needs one non-negative step count per level")
     if not 1 <= max_steps <= 1000:
         raise ValueError(f"max_steps must be in 1..1000 (the engine times out at 1000), got {max_steps}")
     pool = pool or shared_pool(levels[0].distribution_mode)
@@ -71,7 +77,7 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
     episodes = pool.episodes(levels[:width])
     slot_level = list(range(width))
     next_level = width
-    tracks = [_Track(levels[i]) for i in range(width)]
+    tracks = [_Track(levels[i], at[i]) for i in range(width)]
     done: dict[int, Episode] = {}
     while len(done) < len(levels):
         active = np.nonzero(episodes.active)[0]
@@ -88,7 +94,7 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
                                                          int(episodes.steps[slot]))
             if next_level < len(levels):
                 episodes.restart(int(slot), levels[next_level])
-                slot_level[slot], tracks[slot] = next_level, _Track(levels[next_level])
+                slot_level[slot], tracks[slot] = next_level, _Track(levels[next_level], at[next_level])
                 next_level += 1
             else:
                 episodes.active[slot] = False
@@ -136,13 +142,17 @@ def oracle_chooser(frames: np.ndarray, states: list[HeistLevel]) -> np.ndarray:
 class _Track:
     """Cells visited and entities reached in one episode, from consecutive engine states."""
 
-    def __init__(self, level: HeistLevel):
+    def __init__(self, level: HeistLevel, snapshot_at: int = -1):
         self.seed = level.current_level_seed
         self.cells: list[Cell] = []
         self.reached: list[str] = []
         self.present = _collectables(level)
+        self.snapshot_at, self.snapshot, self.seen = snapshot_at, None, 0
 
     def see(self, state: HeistLevel) -> None:
+        if self.seen <= self.snapshot_at:
+            self.snapshot = state
+        self.seen += 1
         cell = state.agent.cell
         if not self.cells or self.cells[-1] != cell:
             self.cells.append(cell)
@@ -152,7 +162,8 @@ class _Track:
 
     def finish(self, success: bool, steps: int) -> Episode:
         reached = self.reached + (["gem"] if success else [])
-        return Episode(seed=self.seed, success=success, steps=steps, cells=tuple(self.cells), reached=tuple(reached))
+        return Episode(seed=self.seed, success=success, steps=steps, cells=tuple(self.cells), reached=tuple(reached),
+                       snapshot=self.snapshot)
 
 
 _ORDER = ["blue key", "blue lock", "green key", "green lock", "red key", "red lock"]
