@@ -1,0 +1,62 @@
+"""Rollouts: baselines behave as known, episodes record what happened, snapshots are mid-episode states, and
+interventions must fire at every step."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import InterventionError
+from harness.interventions import Patch, Zero
+from harness.models import CustomCNN, orthogonal_init
+from harness.rollouts import oracle_chooser, play, random_chooser, rollout, sample_actions
+from harness.sampling import sample_levels
+from harness.sites import Site
+
+
+@pytest.fixture(scope="module")
+def levels():
+    return sample_levels("calibration", 12, seed=3)
+
+
+def test_oracle_solves_every_level_in_order(levels):
+    result = play(levels, oracle_chooser)
+    assert result.success.all()
+    for episode, level in zip(result.episodes, levels):
+        assert episode.seed == level.current_level_seed
+        assert episode.reached[-1] == "gem"
+        expected = [f"{c} {k}" for c in level.colours if c in level.locks for k in ("key", "lock")]
+        assert list(episode.reached[:-1]) == expected
+        assert episode.cells[0] == level.agent.cell
+        steps = [abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(episode.cells, episode.cells[1:])]
+        assert all(s == 1 for s in steps)
+
+
+def test_random_baseline_times_out_at_max_steps(levels):
+    result = play(levels, random_chooser(0), max_steps=20)
+    assert (result.steps[~result.success] == 20).all()
+    assert play(levels, random_chooser(0), max_steps=20).success.tolist() == result.success.tolist()
+
+
+def test_snapshots_are_mid_episode_states(levels):
+    result = play(levels[:4], oracle_chooser, snapshot_at=[0, 5, 10, 500])
+    snaps = [e.snapshot for e in result.episodes]
+    assert snaps[0].cur_time == 0
+    assert snaps[1].cur_time == 5 and snaps[2].cur_time == 10
+    assert snaps[3].cur_time == result.episodes[3].steps - 1  # the episode ended first: its last live state
+
+
+def test_sampled_rollouts_are_seeded_and_interventions_fire(levels):
+    torch.manual_seed(0)
+    policy = orthogonal_init(CustomCNN()).eval()
+    zero = Zero(site=Site("conv4a", channels=(1,)))
+    a = rollout(policy, levels[:3], interventions=[zero], seed=7, max_steps=15)
+    b = rollout(policy, levels[:3], interventions=[zero], seed=7, max_steps=15)
+    assert [e.cells for e in a.episodes] == [e.cells for e in b.episodes]
+    with pytest.raises(InterventionError, match="per-example"):
+        rollout(policy, levels[:3], interventions=[Patch(site=Site("conv4a"), source=torch.zeros(3, 32, 8, 8))])
+
+
+def test_sample_actions_follows_the_probabilities():
+    probs = np.tile([[0.0, 0.25, 0.75]], (4000, 1))
+    counts = np.bincount(sample_actions(probs, np.random.default_rng(0)), minlength=3)
+    assert counts[0] == 0 and abs(counts[2] / 4000 - 0.75) < 0.03
