@@ -285,16 +285,41 @@ class HeistLevel:
 
     def validate(self) -> None:
         """Raise LevelFormatError if the engine would abort on this level or misbehave silently."""
+        if self.version != 0:
+            raise LevelFormatError(f"serialize version is {self.version}, expected 0")
         if self.game_name != b"heist":
             raise LevelFormatError(f"game name is {self.game_name!r}, expected b'heist'")
         if len(self.options) != _OPTION_COUNT:
             raise LevelFormatError(f"{len(self.options)} options, expected {_OPTION_COUNT}")
+        flags = self.options[:7] + self.options[8:]
+        if self.options[1] != 0 or any(v not in (0, 1) for v in flags) or self.options[7] not in (0, 1, 10):
+            raise LevelFormatError(f"options {self.options}: flags must be 0 or 1, use_generated_assets 0 (the engine "
+                                   "asserts it) and distribution_mode 0, 1 or 10")
+        if self.is_waiting_for_step != 0:
+            raise LevelFormatError("is_waiting_for_step is set: the engine would wait forever for a step no thread runs")
+        if not (self.level_seed_rng.is_seeded and self.rng.is_seeded and self.level_seed_low < self.level_seed_high):
+            raise LevelFormatError(
+                f"level seed range [{self.level_seed_low}, {self.level_seed_high}) must be non-empty and both level "
+                "random generators seeded: the engine divides by the range and asserts seeding on the next step")
         w, h = self.grid_w, self.grid_h
         if not (0 < w <= _MAX_WORLD and 0 < h <= _MAX_WORLD) or w * h != len(self.cells) or w * h != self.grid_size:
             raise LevelFormatError(
                 f"inconsistent grid: {w}x{h}, {len(self.cells)} cells, grid_size {self.grid_size}; all must agree")
-        if w != h or w != self.world_dim:
-            raise LevelFormatError(f"grid {w}x{h} does not match world_dim {self.world_dim}")
+        if w != h or w != self.world_dim or (self.main_width, self.main_height) != (w, h):
+            raise LevelFormatError(f"grid {w}x{h} does not match world_dim {self.world_dim} and main size "
+                                   f"{self.main_width}x{self.main_height}; the engine draws over the main size")
+        if self.out_of_bounds_object != WALL:
+            raise LevelFormatError(f"out_of_bounds_object is {self.out_of_bounds_object}, expected {WALL} (wall)")
+        if not (0 <= self.background_index < _BACKGROUNDS and self.use_procgen_background == 0):
+            raise LevelFormatError(
+                f"background_index {self.background_index} (use_procgen_background {self.use_procgen_background}): "
+                f"heist has {_BACKGROUNDS} fixed floor images; another index crashes the engine")
+        if not (0 <= self.bg_tile_ratio <= _MAX_WORLD and 0 <= self.min_visibility <= self.visibility <= _MAX_WORLD
+                and 0 <= self.mixrate <= 1 and 0 <= self.maxspeed <= 1):
+            raise LevelFormatError(
+                f"bg_tile_ratio {self.bg_tile_ratio}, visibility {self.visibility} (min {self.min_visibility}), mixrate "
+                f"{self.mixrate}, maxspeed {self.maxspeed}: non-finite or out of range; they bound the engine's "
+                "drawing and movement loops")
         if bad := set(self.cells) - {WALL, FLOOR}:
             raise LevelFormatError(f"grid holds cell values {sorted(bad)}; heist grids hold only {WALL} and {FLOOR}")
         if not any(e.type == AGENT for e in self.entities):
@@ -302,12 +327,23 @@ class HeistLevel:
         if len(self.has_keys) > len(COLOURS) or any(v not in (0, 1) for v in self.has_keys):
             raise LevelFormatError(f"has_keys {self.has_keys} must hold at most 3 flags of 0 or 1")
         for e in self.entities:
+            if _IMAGE_TYPES.get(e.type) != e.image_type:
+                raise LevelFormatError(
+                    f"entity of type {e.type} drawn as image {e.image_type}; heist entities are (type: image) "
+                    f"{_IMAGE_TYPES}, other images crash the engine's asset lookup")
             if e.type in (LOCK, KEY, KEY_ON_RING) and not 0 <= e.image_theme < len(self.has_keys):
                 raise LevelFormatError(
                     f"{_TYPE_NAMES[e.type]} of colour index {e.image_theme} but has_keys has {len(self.has_keys)} "
                     "entries; the engine indexes has_keys by colour without a bounds check")
-            if not all(math.isfinite(v) for v in (e.x, e.y, e.rx, e.ry)):
-                raise LevelFormatError(f"{_TYPE_NAMES.get(e.type, e.type)} entity has a non-finite position or size")
+            if e.type in (AGENT, GEM) and e.image_theme != 0:
+                raise LevelFormatError(f"{_TYPE_NAMES[e.type]} has image_theme {e.image_theme}; its image has only theme 0")
+            if not (-_MAX_WORLD <= e.x <= _MAX_WORLD and -_MAX_WORLD <= e.y <= _MAX_WORLD and -1 <= e.vx <= 1
+                    and -1 <= e.vy <= 1 and 0 <= e.rx <= 1 and 0 <= e.ry <= 1 and -1 <= e.friction <= 1
+                    and -1 <= e.grow_rate <= 1 and -_MAX_WORLD <= e.rotation <= _MAX_WORLD):
+                raise LevelFormatError(
+                    f"{_TYPE_NAMES[e.type]} at ({e.x}, {e.y}), velocity ({e.vx}, {e.vy}), half-size ({e.rx}, {e.ry}), "
+                    f"friction {e.friction}, grow rate {e.grow_rate}, rotation {e.rotation}: non-finite or out of "
+                    "range; the engine's collision loops grow with speed and size")
 
     # ----------------------------------------------------------------------------------------- view
     @property
@@ -379,6 +415,10 @@ class HeistLevel:
     def __repr__(self) -> str:
         return f"HeistLevel(seed={self.current_level_seed}, {self.distribution_mode}, t={self.cur_time})\n{self.text()}"
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """Hypothesis prints falsifying levels as the short repr, not field by field (about 50 kB)."""
+        printer.text(repr(self))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HeistLevel) and self.to_bytes() == other.to_bytes()
 
@@ -417,7 +457,7 @@ class HeistLevel:
             raise LevelEditError(f"level already has a {colour} key at {self.keys[colour].cell}; move it instead")
         self._check_free(cell)
         level = self._with_colour(colour)
-        key = _new_entity(KEY, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.375, 0.375 * _KEY_ASPECT)
+        key = _new_entity(KEY, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.375, _key_ry(0.375))
         return level._with_entities(level._level_entities() + (key,) + level._hud_entities())
 
     def add_lock(self, colour: str, cell: tuple[int, int]) -> "HeistLevel":
@@ -537,10 +577,12 @@ class HeistLevel:
 
 
 _TYPE_NAMES = {AGENT: "agent", LOCK: "lock", KEY: "key", GEM: "gem", KEY_ON_RING: "HUD key icon"}
+_IMAGE_TYPES = {AGENT: AGENT, LOCK: LOCK, KEY: KEY, GEM: GEM, KEY_ON_RING: KEY}  # what the engine draws each type as
+_BACKGROUNDS = 9  # topdown_backgrounds in procgen's resources.cpp
 _LEVEL_TYPES = (AGENT, LOCK, KEY, GEM)
 _SYMBOLS = {AGENT: "A", GEM: "*"}
-_KEY_ASPECT = 0.2321 / 0.375  # keys keep the engine's image aspect ratio
-_RING_KEY_R = 0.03
+_KEY_ASPECT = 84 / 52  # width / height of the key image (misc_assets/keyBlue.png), as the engine matches it
+_RING_KEY_R = float(np.float32(0.03))  # a C float in the engine, so HUD positions round as they do there
 
 
 def _colour(colour: str) -> str:
@@ -581,8 +623,13 @@ def _new_entity(type_: int, theme: int, x: float, y: float, rx: float, ry: float
                      "image_theme": theme, **extra})
 
 
+def _key_ry(rx: float) -> float:
+    """A key's half-height for half-width ``rx``, computed in float32 as the engine's match_aspect_ratio does."""
+    return float(np.float32(rx) / np.float32(_KEY_ASPECT))
+
+
 def _hud_icon(theme: int) -> Entity:
     """The top-right HUD icon the engine adds for each key colour (drawn only while that key is held)."""
     r = _RING_KEY_R
-    return _new_entity(KEY_ON_RING, theme, 1 - r * (2 * theme + 1.25), r * 0.75, r, r * _KEY_ASPECT,
+    return _new_entity(KEY_ON_RING, theme, 1 - r * (2 * theme + 1.25), r * 0.75, r, _key_ry(r),
                        image_type=KEY, rotation=math.pi / 2, render_z=1, use_abs_coords=1)

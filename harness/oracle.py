@@ -104,6 +104,8 @@ def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
     x, y = start
     if not (0 <= y < dist.shape[0] and 0 <= x < dist.shape[1]) or dist[y, x] < 0:
         return None
+    if not passable(level, held)[goal[1], goal[0]]:  # the search starts at the goal even if it cannot be entered
+        return None
     path = [start]
     while dist[y, x] > 0:
         x, y = next((x + dx, y + dy) for dx, dy in DIRECTIONS.values()

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from harness.errors import LevelFormatError
-from harness.levels import HeistLevel
+from harness.levels import HeistLevel, RandomState
 
 OBS_SIZE = 64
 HIRES_SIZE = 512
@@ -97,7 +97,7 @@ class EnginePool:
                 self._set(i, pinned.to_bytes())
             self.env.act(np.full(self.size, FORCE_RESET, dtype=np.int32))
             states = self.env.callmethod("get_state")
-            levels += [HeistLevel.from_bytes(s) for s in states[:len(chunk)]]
+            levels += [_without_history(HeistLevel.from_bytes(s)) for s in states[:len(chunk)]]
         for seed, level in zip(seeds, levels):
             assert level.current_level_seed == seed, "engine did not regenerate the requested seed"
         return levels
@@ -105,6 +105,15 @@ class EnginePool:
     def episodes(self, levels: Sequence[HeistLevel]) -> "Episodes":
         """Start one episode per level (at most ``size``) on this pool's engines."""
         return Episodes(self, levels)
+
+
+def _without_history(level: HeistLevel) -> HeistLevel:
+    """The fields that record the engine slot's past (its level-seed generator, the previous seed, the last step's
+    random draw) set as for a slot that never played, so that the same seed always gives the same bytes.  None of
+    them affects play: the seed range is pinned and the draw is redrawn on every step."""
+    _, words, index, *_ = np.random.RandomState(level.current_level_seed).get_state()  # std::mt19937(seed)
+    rng = RandomState(is_seeded=1, text=" ".join(map(str, [*words.tolist(), index])).encode())
+    return dataclasses.replace(level, level_seed_rng=rng, prev_level_seed=0, step_rand_int=0)
 
 
 class Episodes:

@@ -1,0 +1,54 @@
+"""Shared helpers for the level-layer tests: the oracle controller playing episodes, and exact re-serialisation.
+
+Engine pools are the process-wide ones from :func:`harness.render.shared_pool` (64 engines per mode, created on
+first use), so every test file shares them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from harness.levels import HeistLevel
+from harness.oracle import oracle_action
+from harness.render import EnginePool, Episodes
+
+
+def play_oracle(pool: EnginePool, levels: list[HeistLevel], *, max_steps: int,
+                policy: Callable[[HeistLevel], int] = oracle_action, capture: list[bytes] | None = None,
+                rewards: np.ndarray | None = None) -> Episodes:
+    """Let ``policy`` (by default :func:`harness.oracle.oracle_action`) play one episode per level for up to
+    ``max_steps`` steps.  With ``capture``, append the raw engine state of every slot before each step; with
+    ``rewards``, store the reward of each episode's last step."""
+    episodes = pool.episodes(levels)
+    for _ in range(max_steps):
+        if not episodes.active.any():
+            break
+        raw = pool.env.callmethod("get_state")[:episodes.n]
+        if capture is not None:
+            capture += raw
+        actions = [policy(HeistLevel.from_bytes(r)) if live else 4 for r, live in zip(raw, episodes.active)]
+        ended = episodes.step(np.array(actions, dtype=np.int32))
+        if rewards is not None:
+            rewards[ended] = pool.env.observe()[0][:episodes.n][ended]
+    return episodes
+
+
+def reserialise(level: HeistLevel) -> bytes:
+    """Serialise ``level`` from its fields (a copy, so not the bytes cached when it was parsed)."""
+    return dataclasses.replace(level).to_bytes()
+
+
+@pytest.fixture(scope="session")
+def oracle_play():
+    """:func:`play_oracle`, for tests."""
+    return play_oracle
+
+
+@pytest.fixture(scope="session")
+def serialise():
+    """:func:`reserialise`, for tests."""
+    return reserialise

@@ -1,0 +1,187 @@
+"""Calibration of the claim templates on planted mechanisms (docs/statistics.md item 9).
+
+First, the planted models hold their truth by construction.  Then every template (CH1, CH3, McNemar, P1; see
+:mod:`harness.planted`) runs through ``Claim.check`` at alpha 0.05 on planted and null models, each repetition on
+fresh calibration levels and model seeds.  A null row passes when its false-positive rate is consistent with
+alpha: the lower end of its 95% Clopper-Pearson interval is at most alpha (a template at exactly alpha fails
+with probability at most 2.5%).  A planted row passes when its power is consistent with 0.8, the power
+statistics.md plans claims for: the upper end of its interval is at least 0.8.  The planted effects are large
+(P(UP) 0.07 -> 0.17 on every target-up level; a code as large as conv3a's own spread), so a template that misses
+them more often than that is broken.  Quick: 10 repetitions; ``-m slow``: 40 more.
+
+Rows marked xfail are defects this calibration found in the templates (see ``DEFECTS``); strict, so a fix shows.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import ObservationError
+from harness.interventions import Zero
+from harness.measures import channel_ablation_drop
+from harness.models import CustomCNN, orthogonal_init
+from harness.planted import (ALPHA, CARRIER, CELLS, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, RANDOM_GROUP,
+                             RANDOM_GROUP_ANY, STRENGTH, UP, Design, calibrate, draw_sample, is_null,
+                             quadrant_code_model, random_model, rate, shuffled, up_channel_model)
+from harness.runner import run
+from harness.sites import Site
+from harness.stats import permutation_test_against_null, random_channel_sets
+
+DESIGN = Design(selection=32, n=64, null_sets=19, train=128, shuffles=19)
+QUICK_REPS = range(10)
+SLOW_REPS = range(10, 50)
+MIN_POWER = 0.8
+SAMPLE_SEED = 12345
+ZERO_CHANNEL = Zero(site=Site("conv4a", channels=(CHANNEL,)))
+
+SELECTED_CHANNEL_DEFECT = (
+    "the channel (or group) selected as most UP-lowering in any network lowers P(UP) more than the others on new "
+    "levels too, by ~1e-4 in a random CustomCNN but consistently across levels, so a bound of 0 is met where "
+    "nothing is wired to UP: CH1 needs a minimum effect, or a target-up versus target-down contrast"
+)
+DEFECTS = {
+    ("CH1", "re-initialised"): SELECTED_CHANNEL_DEFECT,
+    ("CH1", "shuffled"): SELECTED_CHANNEL_DEFECT,
+    ("CH3 bound 0", "re-initialised"): SELECTED_CHANNEL_DEFECT,
+    ("CH3 bound 0", "shuffled"): SELECTED_CHANNEL_DEFECT,
+}
+"""(template, model) -> why its false-positive rate exceeds alpha."""
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return draw_sample(48, seed=SAMPLE_SEED)
+
+
+def test_tabled_model_is_the_full_network_it_stands_for(sample):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SAMPLE_SEED)
+        full = orthogonal_init(CustomCNN()).eval()
+    expected = run(full, sample.frames).logits
+    for start in ("conv3a", "conv4a"):
+        torch.testing.assert_close(run(random_model(sample, start=start, seed=SAMPLE_SEED), sample.frames).logits,
+                                   expected, rtol=1e-4, atol=1e-6)
+
+
+def test_tabled_model_refuses_a_frame_outside_its_sample(sample):
+    frames = sample.frames[:2].copy()
+    frames[1, 0, 0] ^= 1
+    with pytest.raises(ObservationError, match="outside this model's calibration sample"):
+        run(random_model(sample, start="conv4a", seed=0), frames)
+
+
+def test_planted_channel_pushes_up_exactly_when_the_target_is_up(sample):
+    assert 0 < sample.up.sum() < len(sample.up)
+    up = torch.as_tensor(sample.up, dtype=torch.float32)
+    model = up_channel_model(sample, seed=1)
+    clean = run(model, sample.frames, cache=["conv4a.relu"])
+    channel = clean.activations["conv4a.relu"][:, CHANNEL]
+    torch.testing.assert_close(channel, LEVEL * up[:, None, None].expand_as(channel))
+    ablated = run(model, sample.frames, interventions=[ZERO_CHANNEL])
+    push = torch.zeros_like(clean.logits)
+    push[:, UP] = PUSH * up
+    torch.testing.assert_close(clean.logits - ablated.logits, push, rtol=1e-4, atol=1e-5)
+    flipped = up_channel_model(sample, seed=1)  # the flag inverted: with the channel zeroed, nothing else reads it
+    flipped.table = flipped.table.clone()
+    flipped.table[:, CARRIER] = 1 - flipped.table[:, CARRIER]
+    torch.testing.assert_close(run(flipped, sample.frames, interventions=[ZERO_CHANNEL]).logits, ablated.logits)
+    drop = channel_ablation_drop(model, sample.frames, site="conv4a", channels=[CHANNEL], action=UP)
+    assert (drop[sample.up] > 0.09).all() and (drop[~sample.up] == 0).all()
+
+
+def test_planted_code_lies_along_two_fixed_directions_of_conv3a(sample):
+    model = quadrant_code_model(sample, seed=1)
+    silent = quadrant_code_model(sample, seed=1)
+    silent.table = silent.table.clone()
+    silent.table[:, list(CODE_CHANNELS)] = 0
+    code = (run(model, sample.frames, cache=["conv3a"]).activations["conv3a"]
+            - run(silent, sample.frames, cache=["conv3a"]).activations["conv3a"])
+    directions = model.conv3a.weight[:, list(CODE_CHANNELS), 2, 2].detach() / STRENGTH
+    torch.testing.assert_close(directions.T @ directions, torch.eye(2))
+    signs = torch.as_tensor(np.stack([np.where(sample.quadrant < 2, 1.0, -1.0),
+                                      np.where(sample.quadrant % 2 == 1, 1.0, -1.0)], 1), dtype=torch.float32)
+    expected = STRENGTH * (signs @ directions.T)[:, :, None, None].expand_as(code)
+    torch.testing.assert_close(code, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_shuffled_model_permutes_every_parameter_and_keeps_its_input(sample):
+    model = up_channel_model(sample, seed=1)
+    copy = shuffled(model, seed=2)
+    assert copy.table is model.table
+    for (name, before), (_, after) in zip(model.named_parameters(), copy.named_parameters(), strict=True):
+        torch.testing.assert_close(after.flatten().sort().values, before.flatten().sort().values, msg=name)
+        if before.numel() > 1 and before.unique().numel() > 1:
+            assert not torch.equal(after, before), name
+    assert copy.conv4a.weight[CHANNEL, CARRIER, 2, 2] != LEVEL
+
+
+@pytest.mark.parametrize("exclude_group", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "CH3 draws its null sets from the channels outside the group (random_channel_null(exclude=group)): "
+        "when one channel dominates, any group holding it beats every null set, so a random group of 3 of 32 "
+        "is 'supported' about 3/32 of the time, not 1/20; draw the null sets from all channels"))),
+])
+def test_permutation_p_of_a_random_group_keeps_alpha_when_one_channel_dominates(exclude_group):
+    """A planted effect per channel (one large, the rest small), a group's effect the sum over its channels, a
+    random group: its p-value against 19 random sets must reach alpha at most 5% of the time."""
+    rng = np.random.default_rng(0)
+    effects = rng.normal(0, 0.01, 32)
+    effects[CHANNEL] = 1.0
+    trials, supported = 2000, 0
+    for _ in range(trials):
+        group = random_channel_sets(32, 3, 1, seed=rng)[0]
+        sets = random_channel_sets(32, 3, 19, seed=rng, exclude=group if exclude_group else ())
+        supported += permutation_test_against_null(effects[group].sum(), effects[sets].sum(1)).p_value <= ALPHA
+    fpr = rate(["supported"] * supported + ["inconclusive"] * (trials - supported))
+    assert fpr.ci_low <= ALPHA, f"false-positive rate {fpr.describe()}, alpha {ALPHA}"
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return calibrate(QUICK_REPS, DESIGN)
+
+
+@pytest.fixture(scope="module")
+def full():
+    return calibrate(SLOW_REPS, DESIGN)
+
+
+def _rows(null: bool, *extra_marks):
+    return [pytest.param(template, model, id=f"{template}|{model}", marks=[
+        *extra_marks, *([pytest.mark.xfail(strict=True, reason=DEFECTS[template, model])]
+                        if (template, model) in DEFECTS else [])])
+        for template, model in CELLS if is_null(template, model) == null]
+
+
+def _check_false_positive_rate(verdicts: list[str]) -> None:
+    fpr = rate(verdicts)
+    assert fpr.ci_low <= ALPHA, f"false-positive rate {fpr.describe()} exceeds alpha {ALPHA}; verdicts {verdicts}"
+
+
+def _check_power(verdicts: list[str]) -> None:
+    power = rate(verdicts)
+    assert power.ci_high >= MIN_POWER, f"power {power.describe()} is below {MIN_POWER}; verdicts {verdicts}"
+
+
+@pytest.mark.parametrize(("template", "model"), _rows(null=True))
+def test_null_models_are_rarely_supported(quick, template, model):
+    _check_false_positive_rate(quick[template, model])
+
+
+@pytest.mark.parametrize(("template", "model"), _rows(null=False))
+def test_planted_mechanisms_are_found(quick, template, model):
+    _check_power(quick[template, model])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("template", "model"), _rows(null=True))
+def test_null_models_are_rarely_supported_in_the_full_calibration(full, template, model):
+    _check_false_positive_rate(full[template, model])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("template", "model"), _rows(null=False))
+def test_planted_mechanisms_are_found_in_the_full_calibration(full, template, model):
+    _check_power(full[template, model])
+
