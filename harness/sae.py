@@ -30,12 +30,13 @@ and need the site passed.  Ours add ``config`` (architecture, site, channels, ex
 Command line
 ------------
     python -m harness.sae train --policy P --site conv3a --out fixtures/saes/conv3a.pt \\
-        [--expansion 4 --l1 3e-3 | --topk 8] [--frames 20000 --steps 10000 --seed 0]
+        [--expansion 4 --l1 0.3 | --topk 8] [--frames 20000 --steps 10000 --seed 0]
     python -m harness.sae card --policy P --sae fixtures/saes/conv3a.pt [--frames 1024 --levels 100]
 
 ``train`` records frames on ``training``-range levels (first frames and the agent's own episodes), caches the
-site, trains with progress lines and saves the checkpoint; ``card`` evaluates it on the ``selection`` range and
-writes a Markdown card beside the checkpoint.
+site at random positions, trains with progress lines and saves the checkpoint; ``card`` evaluates it on the
+``selection`` range (metrics beside zero- and mean-ablation of the site) and writes ``<checkpoint>.card.md``.
+Run ``python -m harness.sae train --help`` for every option.
 """
 
 from __future__ import annotations
