@@ -61,7 +61,7 @@ def up_channels(policy, pytestconfig, selection_frames):
     statement="Zeroing the conv4a channel selected on the selection seeds lowers P(UP) on target-up levels by 0.01 more "
               "than zeroing another conv4a channel does.",
     sites=["conv4a:selected"], metric="drop in P(UP) minus the mean drop of the other channels",
-    lower_bound_above=0.0, seeds="confirmation", n=256,
+    lower_bound_above=MIN_EXCESS_DROP, seeds="confirmation", n=256,
 )
 def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
     frames = render(sample_levels(where=target_is_up))
