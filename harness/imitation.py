@@ -36,19 +36,19 @@ class ImitationConfig:
     """Seeds the level draw, the action noise and torch."""
     mode: str = "easy"
     """Distribution mode of the training levels."""
-    iterations: int = 4
+    iterations: int = 5
     """DAgger iterations after the oracle-only iteration 0."""
-    expert_frames: int = 60_000
+    expert_frames: int = 250_000
     """Frames recorded in iteration 0, with the oracle playing."""
-    frames_per_iteration: int = 30_000
+    frames_per_iteration: int = 80_000
     """Frames recorded per DAgger iteration, with the network (mixed with the oracle) playing."""
     expert_noise: float = 0.25
     """Probability of a uniformly random move in iteration 0 (labels stay the oracle's)."""
-    oracle_mix: tuple[float, ...] = (0.5, 0.25, 0.1)
+    oracle_mix: tuple[float, ...] = (0.25, 0.1)
     """Probability that the oracle acts instead of the network in DAgger iterations 1, 2, ...; 0 afterwards."""
-    steps_per_iteration: int = 1_300
+    steps_per_iteration: int = 1_500
     """Gradient steps after each iteration's collection."""
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 5e-4
     """Adam learning rate, decayed linearly to lr/10 over all gradient steps."""
     value_coef: float = 0.5
@@ -57,16 +57,19 @@ class ImitationConfig:
     """Weight of two training-only heads on fc2 that predict the agent's cell and the current target's cell; they
     teach the trunk to localise (without them the action loss sat at the label entropy for 300k frames,
     measured) and are not part of the saved weights."""
-    """Weight of the value regression (on returns scaled by 1/10) against the action cross-entropy."""
     gamma: float = 0.999
     """Discount of the value targets (Procgen's PPO setting)."""
     max_episode_steps: int = 400
     """Episodes longer than this are cut during collection (their value targets are dropped)."""
     engines: int = 64
     """Parallel engine instances while collecting."""
-    bf16: bool = False
-    """Train and collect under bfloat16 autocast (faster at large batches on CPU); weights stay fp32."""
-    time_budget_minutes: float = 46.0
+    argmax_share: float = 0.5
+    """Share of the engines where the network plays its argmax action instead of a sampled one while collecting,
+    so that the states where the greedy policy gets stuck are labelled too."""
+    bf16: bool = True
+    """Train and collect under bfloat16 autocast with channels_last weights (2.5x faster on CPU, measured); the
+    saved weights are fp32."""
+    time_budget_minutes: float = 70.0
     """Stop after the iteration that crosses this wall-clock budget (the card records where it stopped)."""
     seed_range: str = field(default="training")
     """Named seed range the levels come from."""
@@ -132,7 +135,10 @@ def collect(model: CustomCNN | None, data: _Dataset, levels: _LevelStream, pool:
         if model is not None and oracle_prob < 1:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits, _ = model(preprocess(obs))
-            learner = torch.distributions.Categorical(logits=logits.float()).sample().numpy()
+            logits = logits.float()
+            sampled = torch.distributions.Categorical(logits=logits).sample().numpy()
+            greedy = np.arange(pool.size) < round(cfg.argmax_share * pool.size)
+            learner = np.where(greedy, logits.argmax(1).numpy(), sampled)
             use_learner = rng.random(pool.size) >= oracle_prob
             act = np.where(use_learner, learner, labels)
         if noise > 0:
@@ -223,7 +229,7 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
     rng = np.random.default_rng(cfg.seed)
     capacity = cfg.expert_frames + cfg.iterations * cfg.frames_per_iteration + 2 * cfg.engines
     data = _Dataset(capacity)
-    model = orthogonal_init(CustomCNN())
+    model = orthogonal_init(CustomCNN()).to(memory_format=torch.channels_last)
     aux = _AuxiliaryHeads(model)
     opt = torch.optim.Adam([*model.parameters(), *aux.parameters()], lr=cfg.lr)
     total_steps = (cfg.iterations + 1) * cfg.steps_per_iteration
@@ -247,7 +253,7 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
         fit = train_steps(model, aux, opt, sched, data, steps=cfg.steps_per_iteration, cfg=cfg, rng=rng,
                           label=f"iteration {it}/{cfg.iterations}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out)
+        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, out)
         elapsed = (time.time() - start) / 60
         log["iterations"].append({"iteration": it, "oracle_share": mix, **{f"collect_{k}": v for k, v in stats.items()},
                                   **fit, "elapsed_minutes": round(elapsed, 2), "dataset_frames": data.size})
@@ -265,9 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where to save the state_dict")
     for f, default in ImitationConfig().__dict__.items():
-        if isinstance(default, (int, float, str)) and not isinstance(default, bool):
+        if isinstance(default, bool):
+            parser.add_argument(f"--{f.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, (int, float, str)):
             parser.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     cfg = ImitationConfig(**args)
