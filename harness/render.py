@@ -113,7 +113,9 @@ def _without_history(level: HeistLevel) -> HeistLevel:
     them affects play: the seed range is pinned and the draw is redrawn on every step."""
     _, words, index, *_ = np.random.RandomState(level.current_level_seed).get_state()  # std::mt19937(seed)
     rng = RandomState(is_seeded=1, text=" ".join(map(str, [*words.tolist(), index])).encode())
-    return dataclasses.replace(level, level_seed_rng=rng, prev_level_seed=0, step_rand_int=0)
+    level = level.replace(level_seed_rng=rng, prev_level_seed=0, step_rand_int=0)
+    level.to_bytes()  # packed once here, so that edits of it re-pack only what they change
+    return level
 
 
 class Episodes:

@@ -3,6 +3,7 @@ hostile buffers (in process, and in a subprocess where an engine abort would sho
 
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 import math
 import pickle
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from harness.errors import LevelEditError, LevelFormatError
 from harness.levels import AGENT, COLOURS, FLOOR, GEM, KEY, KEY_ON_RING, WALL, HeistLevel
 from harness.render import MODES, shared_pool
-from harness.strategies import differing_parts, pool_level
+from harness.strategies import differing_parts, edited_levels, pool_level
 
 PLAYED_LEVELS, PLAYED_STEPS = 32, 40
 
@@ -45,7 +46,7 @@ def with_colours(n: int, mode: str = "easy") -> HeistLevel:
 
 def unchecked_bytes(level: HeistLevel) -> bytes:
     """Serialise without validation, to build hostile buffers."""
-    with mock.patch.object(HeistLevel, "validate", lambda self: None):
+    with mock.patch.object(HeistLevel, "_validate", lambda self, sections, trusted: None):
         return dataclasses.replace(level).to_bytes()
 
 
@@ -344,10 +345,44 @@ HOSTILE = {  # name: (2-colour level -> level with one field the engine cannot t
 def test_hostile_fields_are_refused_when_parsed_and_when_serialised(name):
     make, pattern = HOSTILE[name]
     level = make(with_colours(2))
+    data = unchecked_bytes(level)
     with pytest.raises(LevelFormatError, match=pattern):
-        HeistLevel.from_bytes(unchecked_bytes(level))
+        HeistLevel.from_bytes(data)
     with pytest.raises(LevelFormatError, match=pattern):
         level.to_bytes()
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_fields_set_through_replace_are_refused_by_the_incremental_serialiser(name):
+    """``HeistLevel.replace`` re-validates only the sections it changed: each hostile field must still be caught."""
+    base = with_colours(2)
+    bad = HOSTILE[name][0](base)
+    changes = {f.name: getattr(bad, f.name) for f in dataclasses.fields(HeistLevel)
+               if getattr(bad, f.name) != getattr(base, f.name) or f.name == "entities" and bad.entities != base.entities}
+    with pytest.raises(LevelFormatError, match=HOSTILE[name][1]):
+        base.replace(**changes).to_bytes()
+
+
+def test_edited_levels_pickle_and_copy_as_their_bytes():
+    edited = with_colours(2).remove_gem().give_key("blue")
+    for copy in (pickle.loads(pickle.dumps(edited)), copy_module.deepcopy(edited)):
+        assert copy == edited and copy.to_bytes() == edited.to_bytes()
+
+
+def test_replace_refuses_unknown_fields():
+    level = with_colours(1)
+    with pytest.raises(LevelEditError, match="no field"):
+        level.replace(gems=3)
+    with pytest.raises(LevelEditError, match="no field"):
+        level.agent.replace(speed=1.0)
+
+
+@settings(deadline=None, max_examples=60)
+@given(level=edited_levels(modes=MODES, max_edits=6))
+def test_edits_serialise_incrementally_to_the_same_bytes_as_a_full_pack(level):
+    """Edits re-pack only the sections they change; the result equals packing every field afresh."""
+    assert level.to_bytes() == dataclasses.replace(level).to_bytes()
+    assert HeistLevel.from_bytes(level.to_bytes()) == level
 
 
 def test_every_truncation_and_any_trailing_byte_is_refused():
