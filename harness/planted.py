@@ -69,9 +69,10 @@ from harness.stats import (Estimate, clopper_pearson_interval, mcnemar_exact, pa
                            permutation_test_against_null, random_channel_sets, wilson_interval)
 
 __all__ = [
-    "ALPHA", "CELLS", "PLANTED", "TEMPLATES", "Design", "Sample", "TabledCNN", "calibrate", "channel_verdicts",
-    "draw_sample", "is_null", "probe_verdicts", "quadrant_code_model", "random_model", "rate", "repetition",
-    "shuffled", "up_channel_model",
+    "ALPHA", "CELLS", "PLANTED", "TEMPLATES", "Design", "Outcome", "Sample", "TabledCNN", "calibrate",
+    "channel_truths", "channel_verdicts", "draw_sample", "false_positive_rate", "power", "probe_verdicts",
+    "quadrant_code_model", "random_model", "rate", "repetition", "shuffled", "true_by_construction",
+    "up_channel_model",
 ]
 
 ALPHA = 0.05
@@ -121,8 +122,9 @@ def _frame_key(inputs: Tensor) -> list[bytes]:
     return [row.tobytes() for row in inputs[:, :, ::4, ::4].contiguous().numpy()]
 
 
-def draw_sample(n: int, *, seed: int, where: Callable | None = None) -> Sample:
-    """``n`` calibration levels (``where`` filters them), rendered, with the trunk of seed ``seed`` run on them."""
+def draw_sample(n: int, *, seed: int, where: Callable | None = None, trunk_seed: int | None = None) -> Sample:
+    """``n`` calibration levels (``where`` filters them) drawn with ``seed``, rendered, with the trunk of seed
+    ``trunk_seed`` (default ``seed``) run on them."""
     from harness.render import render
     from harness.sampling import sample_levels
 
@@ -133,7 +135,7 @@ def draw_sample(n: int, *, seed: int, where: Callable | None = None) -> Sample:
     index = {key: i for i, key in enumerate(_frame_key(inputs))}
     if len(index) != n:
         raise SamplingError(f"{n - len(index)} of {n} calibration frames share a look-up key with another")
-    acts = run(_seeded_cnn(seed), frames, cache=list(_INPUT_SITE.values())).activations
+    acts = run(_seeded_cnn(seed if trunk_seed is None else trunk_seed), frames, cache=list(_INPUT_SITE.values())).activations
     return Sample(
         frames=frames, up=np.array([target_direction(level) == "up" for level in levels]),
         quadrant=np.array([target_quadrant(level) for level in levels]), inputs=inputs, index=index,
@@ -269,10 +271,10 @@ def _decide(template: str, n: int, statistic: Callable[[float], Estimate]) -> st
 
 
 def channel_verdicts(model: nn.Module, sample: Sample, *, selection: int, n: int, null_sets: int, seed: int,
-                     random_group: bool = False) -> dict[str, str]:
+                     random_group: bool = False) -> tuple[dict[str, str], np.ndarray]:
     """CH1, CH3 and McNemar on the sample's target-up levels: channels ranked on the first ``selection`` of them
     (by mean drop in P(UP)), the claims tested on the next ``n``.  ``random_group`` adds ``RANDOM_GROUP``: CH3 at
-    bound 0 for a random set of channels instead of the top three."""
+    bound 0 for a random set of channels instead of the top three.  Returns the verdicts and the ranking."""
     frames = sample.frames[sample.up]
     if len(frames) < selection + n:
         raise SamplingError(f"the sample has {len(frames)} target-up levels; {selection + n} are needed")
@@ -308,7 +310,35 @@ def channel_verdicts(model: nn.Module, sample: Sample, *, selection: int, n: int
     if random_group:
         group = random_channel_sets(CHANNELS, GROUP_SIZE, 1, seed=seed)[0]
         verdicts[RANDOM_GROUP] = _decide("CH3 bound 0", n, against_random_sets(group))
-    return verdicts
+    return verdicts, ranked
+
+
+def channel_truths(model: nn.Module, frames: np.ndarray, ranked: np.ndarray, *, null_sets: int,
+                   seed: int) -> dict[str, bool]:
+    """Whether each channel template's claim is true of ``model`` for the channels ranked on the selection levels,
+    measured on many fresh target-up ``frames`` (a large sample standing in for the population): CH1 its
+    excess drop above the bound; CH3 its group's mean drop above the bound and above the mean of random sets;
+    McNemar the argmax-UP rate lower with the channel zeroed.  Selection makes these claims true of some null
+    networks (a permuted network can have a channel that truly lowers P(UP) by 0.02 more than the others), and
+    "supported" is a false positive only where the claim is false."""
+    def drops(channels) -> np.ndarray:
+        return channel_ablation_drop(model, frames, site="conv4a", channels=channels, action=UP)
+
+    every = np.stack([drops([c]) for c in range(CHANNELS)])
+    chosen, group = int(ranked[0]), ranked[:GROUP_SIZE]
+    excess = float((every[chosen] - np.delete(every, chosen, axis=0).mean(0)).mean())
+    group_drop = float(drops(group).mean())
+    random_sets = float(random_channel_null(model, frames, site="conv4a", n_channels=CHANNELS, size=GROUP_SIZE,
+                                            action=UP, m=null_sets, seed=seed).mean())
+    zeroed = [Zero(site=Site("conv4a", channels=(chosen,)))]
+    rate_change = float((run(model, frames, interventions=zeroed).actions_argmax == UP).float().mean()
+                        - (run(model, frames).actions_argmax == UP).float().mean())
+    truths = {"McNemar": rate_change < 0}
+    for template in ("CH1", "CH1 bound 0"):
+        truths[template] = excess > TEMPLATES[template]["lower_bound_above"]
+    for template in ("CH3", "CH3 bound 0"):
+        truths[template] = group_drop > max(TEMPLATES[template]["lower_bound_above"], random_sets)
+    return truths
 
 
 def probe_verdicts(model: nn.Module, sample: Sample, *, train: int, n: int, shuffles: int, seed: int,
@@ -336,6 +366,26 @@ def rate(verdicts: list[str], *, confidence: float = 0.95) -> Estimate:
     return clopper_pearson_interval(sum(v == "supported" for v in verdicts), len(verdicts), confidence=confidence)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One repetition of one (template, model) cell: the verdict, and whether the claim is true there."""
+
+    verdict: str
+    true: bool
+
+
+def false_positive_rate(outcomes: list[Outcome]) -> Estimate | None:
+    """The rate of "supported" where the claim is false (None if it was true in every repetition)."""
+    verdicts = [o.verdict for o in outcomes if not o.true]
+    return rate(verdicts) if verdicts else None
+
+
+def power(outcomes: list[Outcome]) -> Estimate | None:
+    """The rate of "supported" where the claim is true (None if it was false in every repetition)."""
+    verdicts = [o.verdict for o in outcomes if o.true]
+    return rate(verdicts) if verdicts else None
+
+
 # ------------------------------------------------------------------------------------------------ calibration
 
 
@@ -350,6 +400,8 @@ class Design:
     shuffles: int = 19
     random_group: bool = True
     """Also decide ``RANDOM_GROUP`` (one more null baseline per channel model)."""
+    truth: int = 256
+    """Fresh target-up levels on which the channel claims' truth is measured for the null networks."""
 
 
 PLANTED = "planted"
@@ -364,26 +416,37 @@ CELLS = tuple((t, m) for t in CHANNEL_TEMPLATES for m in CHANNEL_MODELS) + tuple
 """Every (template, model) pair a repetition decides."""
 
 
-def is_null(template: str, model: str) -> bool:
-    """Whether the claim is false by construction: on every model but the planted one, and for a random group of
-    channels on any model.  Its supported rate is a false-positive rate; elsewhere it is power."""
-    return model != PLANTED or template == RANDOM_GROUP
+def true_by_construction(template: str, model: str) -> bool:
+    """Whether the claim is true by construction: on the planted model, except for a random group of channels.
+    The channel claims' truth on null networks is measured instead (:func:`channel_truths`); P1's is taken from
+    the construction (no code is planted in them; for permuted labels there is none to find)."""
+    return model == PLANTED and template != RANDOM_GROUP
 
 
-def repetition(rep: int, design: Design) -> dict[tuple[str, str], str]:
-    """Every template on every model, on fresh levels (seeded by ``rep``): (template, model) -> verdict.
+_TRUTH_SEEDS = 1_000_000
+"""Offset of the seeds that draw the truth levels (apart from every repetition's own)."""
+
+
+def repetition(rep: int, design: Design) -> dict[tuple[str, str], Outcome]:
+    """Every template on every model, on fresh levels (seeded by ``rep``): (template, model) -> outcome.
 
     A model shares its seed with its sample's trunk, so "re-initialised" is exactly a fresh orthogonal-init
     CustomCNN and "planted" that network with the mechanism wired in."""
-    verdicts: dict[tuple[str, str], str] = {}
+    outcomes: dict[tuple[str, str], Outcome] = {}
     seed = 2 * rep
-    sample = draw_sample(design.selection + design.n, seed=seed, where=lambda level: target_direction(level) == "up")
-    planted = up_channel_model(sample, seed=seed)
-    models = (planted, random_model(sample, start="conv4a", seed=seed), shuffled(planted, seed=seed))
-    for name, model in zip(CHANNEL_MODELS, models, strict=True):
-        found = channel_verdicts(model, sample, selection=design.selection, n=design.n, null_sets=design.null_sets,
-                                 seed=seed, random_group=design.random_group)
-        verdicts |= {(template, name): verdict for template, verdict in found.items()}
+    up = lambda level: target_direction(level) == "up"  # noqa: E731
+    sample = draw_sample(design.selection + design.n, seed=seed, where=up)
+    truth_sample = draw_sample(design.truth, seed=_TRUTH_SEEDS + seed, where=up, trunk_seed=seed)
+    builders = {PLANTED: lambda s: up_channel_model(s, seed=seed),
+                "re-initialised": lambda s: random_model(s, start="conv4a", seed=seed),
+                "shuffled": lambda s: shuffled(up_channel_model(s, seed=seed), seed=seed)}
+    for name in CHANNEL_MODELS:
+        found, ranked = channel_verdicts(builders[name](sample), sample, selection=design.selection, n=design.n,
+                                         null_sets=design.null_sets, seed=seed, random_group=design.random_group)
+        truths = {} if name == PLANTED else channel_truths(builders[name](truth_sample), truth_sample.frames, ranked,
+                                                           null_sets=design.null_sets, seed=seed)
+        outcomes |= {(template, name): Outcome(verdict, truths.get(template, true_by_construction(template, name)))
+                     for template, verdict in found.items()}
     seed = 2 * rep + 1
     sample = draw_sample(design.train + design.n, seed=seed)
     planted, random = quadrant_code_model(sample, seed=seed), random_model(sample, start="conv3a", seed=seed)
@@ -392,17 +455,18 @@ def repetition(rep: int, design: Design) -> dict[tuple[str, str], str]:
         permute = name == "labels permuted"
         found = probe_verdicts(model, sample, train=design.train, n=design.n, shuffles=design.shuffles, seed=seed,
                                permute_labels=permute)
-        verdicts |= {(template, name): verdict for template, verdict in found.items()}
-    return verdicts
+        outcomes |= {(template, name): Outcome(verdict, true_by_construction(template, name))
+                     for template, verdict in found.items()}
+    return outcomes
 
 
 def calibrate(reps: range, design: Design, *,
-              progress: Callable[[int], None] | None = None) -> dict[tuple[str, str], list[str]]:
-    """:func:`repetition` for each of ``reps``: (template, model) -> the verdicts, one per repetition."""
-    cells: dict[tuple[str, str], list[str]] = {}
+              progress: Callable[[int], None] | None = None) -> dict[tuple[str, str], list[Outcome]]:
+    """:func:`repetition` for each of ``reps``: (template, model) -> the outcomes, one per repetition."""
+    cells: dict[tuple[str, str], list[Outcome]] = {}
     for rep in reps:
-        for cell, verdict in repetition(rep, design).items():
-            cells.setdefault(cell, []).append(verdict)
+        for cell, outcome in repetition(rep, design).items():
+            cells.setdefault(cell, []).append(outcome)
         if progress is not None:
             progress(rep)
     return cells
