@@ -14,7 +14,7 @@ B3. The agent takes keys and locks in the order the maze requires and only then 
 import numpy as np
 import pytest
 
-from harness import render, render_hires
+from harness import render_hires
 from harness.rollouts import rollout
 from harness.stats import mcnemar_exact, wilson_interval
 

@@ -14,7 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from harness.models import checkpoint_sha256, load_policy
 from harness.rollouts import oracle_chooser, play, random_chooser, rollout

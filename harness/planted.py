@@ -175,8 +175,8 @@ def random_model(sample: Sample, *, start: str, seed: int) -> TabledCNN:
     return TabledCNN(start=start, table=sample.features[start], sample=sample, seed=seed).eval()
 
 
-def up_channel_model(sample: Sample, *, seed: int, push: float = PUSH) -> TabledCNN:
-    """Planted A: conv4a channel ``CHANNEL`` is ``LEVEL`` exactly on target-up frames and adds ``push`` to the UP
+def up_channel_model(sample: Sample, *, seed: int) -> TabledCNN:
+    """Planted A: conv4a channel ``CHANNEL`` is ``LEVEL`` exactly on target-up frames and adds ``PUSH`` to the UP
     logit through fc1/fc2 unit ``UNIT``; nothing else reads it or its input."""
     table = sample.features["conv4a"].clone()
     table[:, CARRIER] = torch.as_tensor(sample.up, dtype=table.dtype)[:, None, None]
@@ -195,13 +195,13 @@ def up_channel_model(sample: Sample, *, seed: int, push: float = PUSH) -> Tabled
         model.fc1.weight[UNIT, cols] = 1 / 32  # = mean(conv4a.relu[CHANNEL]) for a constant map
         model.fc2.weight[UNIT, UNIT] = 1
         model.fc3.weight[:, UNIT] = 0
-        model.fc3.weight[UP, UNIT] = push / LEVEL
+        model.fc3.weight[UP, UNIT] = PUSH / LEVEL
         model.value_fc.weight[:, UNIT] = 0
     return model
 
 
-def quadrant_code_model(sample: Sample, *, seed: int, strength: float = STRENGTH) -> TabledCNN:
-    """Planted B: conv3a's output plus ``strength * (up * d1 + right * d2)`` (up, right = +-1 from the target's
+def quadrant_code_model(sample: Sample, *, seed: int) -> TabledCNN:
+    """Planted B: conv3a's output plus ``STRENGTH * (up * d1 + right * d2)`` (up, right = +-1 from the target's
     quadrant; d1, d2 fixed random orthonormal directions over the 32 channels) at every position."""
     code = torch.as_tensor(np.stack([np.where(sample.quadrant < 2, 1.0, -1.0),
                                      np.where(sample.quadrant % 2 == 1, 1.0, -1.0)], 1), dtype=torch.float32)
@@ -213,7 +213,7 @@ def quadrant_code_model(sample: Sample, *, seed: int, strength: float = STRENGTH
     with torch.no_grad():
         model.conv3a.weight[:, list(CODE_CHANNELS)] = 0
         for k, channel in enumerate(CODE_CHANNELS):
-            model.conv3a.weight[:, channel, 2, 2] = strength * directions[:, k]
+            model.conv3a.weight[:, channel, 2, 2] = STRENGTH * directions[:, k]
     return model
 
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the level-layer tests: the oracle controller playing episodes, and exact re-serialisation.
+"""Shared helpers: the oracle controller playing episodes, exact re-serialisation, and a seeded random CustomCNN.
 
 Engine pools are the process-wide ones from :func:`harness.render.shared_pool` (64 engines per mode, created on
 first use), so every test file shares them.
@@ -11,8 +11,10 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from harness.levels import HeistLevel
+from harness.models import CustomCNN
 from harness.oracle import oracle_action
 from harness.render import EnginePool, Episodes
 
@@ -52,3 +54,10 @@ def oracle_play():
 def serialise():
     """:func:`reserialise`, for tests."""
     return reserialise
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A CustomCNN with default init (seed 0), in eval mode; one per test module."""
+    torch.manual_seed(0)
+    return CustomCNN().eval()

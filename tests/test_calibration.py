@@ -19,7 +19,7 @@ from harness.errors import ObservationError
 from harness.interventions import Zero
 from harness.measures import channel_ablation_drop
 from harness.models import CustomCNN, orthogonal_init
-from harness.planted import (ALPHA, CARRIER, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, TEMPLATES, UP, Design,
+from harness.planted import (ALPHA, CARRIER, CELLS, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, TEMPLATES, UP, Design,
                              calibrate, draw_sample, false_positive_rate, power, quadrant_code_model, random_model,
                              rate, shuffled, true_by_construction, up_channel_model)
 from harness.runner import run
@@ -153,6 +153,11 @@ def _check_power(cells) -> None:
     too_low = {cell: found.describe() for cell, outcomes in planted.items()
                if (found := power(outcomes)).ci_high < MIN_POWER}
     assert not too_low, f"power below {MIN_POWER}: {too_low}"
+
+
+def test_every_repetition_decides_every_cell(quick):
+    assert set(quick) == set(CELLS)
+    assert all(len(outcomes) == len(QUICK_REPS) for outcomes in quick.values())
 
 
 def test_null_models_are_rarely_supported_where_the_claim_is_false(quick):

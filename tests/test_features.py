@@ -4,15 +4,8 @@ import torch
 
 from harness.errors import InterventionError
 from harness.features import entity_activation, entity_masks, entity_profile, patch_grid, top_activations
-from harness.models import CustomCNN
 from harness.render import generate, render
 from harness.sae import ConvSAE, ConvSAEConfig, spliced
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CustomCNN().eval()
 
 
 @pytest.fixture(scope="module")

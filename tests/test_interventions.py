@@ -6,15 +6,9 @@ import torch
 
 from harness.errors import InterventionError
 from harness.interventions import AddDirection, Cache, Clamp, Mean, Patch, Resample, Zero, mean_difference
-from harness.models import CustomCNN, preprocess
+from harness.models import preprocess
 from harness.runner import reference_mean, run
 from harness.sites import Site, select
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CustomCNN().eval()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The claims plugin driven through pytester: outcomes, statuses, options, reports, xdist, comparison, crashes."""
 
 import json
-import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 

@@ -13,12 +13,6 @@ from harness.sites import HookPoint, Site, hooked, site_modules, sites
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CustomCNN().eval()
-
-
-@pytest.fixture(scope="module")
 def frames():
     return np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
 

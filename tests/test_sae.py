@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import CheckpointError, InterventionError, SAEError, UnknownSiteError
@@ -37,12 +36,6 @@ from harness.sae import (
     train_sae,
 )
 from harness.sites import Site, sites
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CustomCNN().eval()
 
 
 @pytest.fixture(scope="module")
