@@ -139,6 +139,31 @@ def guide(level: HeistLevel) -> Guidance | None:
     return None if path is None else Guidance(target=target, path=path)
 
 
+STEP_CLASSES = tuple(DIRECTIONS)
+"""Class indices of :func:`first_steps`: 0 up, 1 down, 2 left, 3 right; 4 means "on the target"."""
+ON_TARGET, NO_STEP = 4, -1
+
+
+def first_steps(level: HeistLevel) -> np.ndarray:
+    """The first step toward the current target from every cell, as an int8 ``[y, x]`` map of the world: a class
+    of :data:`STEP_CLASSES`, ``ON_TARGET`` on the target's cell, ``NO_STEP`` where the target cannot be reached
+    (walls, closed locks, other parts of the maze; everywhere when there is no target).  From the agent's cell it
+    agrees with ``guide(level).first_step`` (same tie order)."""
+    target = current_target(level)
+    steps = np.full(level.walls.shape, NO_STEP, dtype=np.int8)
+    if target is None or not passable(level)[target.cell[1], target.cell[0]]:
+        return steps
+    dist = distances_from(level, target.cell)
+    padded = np.pad(dist, 1, constant_values=-1)
+    h, w = dist.shape
+    steps[dist == 0] = ON_TARGET
+    for index, (dx, dy) in enumerate(DIRECTIONS.values()):
+        neighbour = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+        downhill = (dist > 0) & (neighbour == dist - 1) & (steps == NO_STEP)
+        steps[downhill] = index
+    return steps
+
+
 def decision_cells(level: HeistLevel) -> dict[str, Cell]:
     """For each other entity (keys, locks, gem) reachable from the agent, the cell where the shortest path to
     it leaves the shortest path to the current target: the last cell the two paths share."""

@@ -8,8 +8,8 @@ from collections import deque
 from hypothesis import given, settings
 
 from harness.levels import COLOURS, HeistLevel
-from harness.oracle import (DIRECTIONS, Guidance, current_target, decision_cells, distances_from, guide,
-                            oracle_action, shortest_path)
+from harness.oracle import (DIRECTIONS, NO_STEP, ON_TARGET, STEP_CLASSES, Guidance, current_target, decision_cells,
+                            distances_from, first_steps, guide, oracle_action, shortest_path)
 from harness.render import MODES, shared_pool
 from harness.sampling import sample_levels
 from harness.strategies import edited_levels, levels, pool_level
@@ -97,6 +97,26 @@ def test_first_step_is_none_on_the_target_cell():
 
 def two_colour_level() -> HeistLevel:
     return next(lv for lv in map(pool_level, range(64)) if set(lv.locks) == set(lv.keys) == {"blue", "green"})
+
+
+@settings(deadline=None)
+@given(level=edited_levels(modes=MODES))
+def test_first_steps_walk_every_cell_to_the_target_along_a_shortest_path(level):
+    steps, target, guidance = first_steps(level), current_target(level), guide(level)
+    if target is None:
+        assert (steps == NO_STEP).all()
+        return
+    truth = brute_force_distances(level, target.cell, level.held_keys)
+    assert {(x, y) for y, x in zip(*(steps != NO_STEP).nonzero())} == set(truth)
+    for (x, y), distance in truth.items():
+        for _ in range(distance):
+            dx, dy = DIRECTIONS[STEP_CLASSES[steps[y, x]]]
+            x, y = x + dx, y + dy
+        assert steps[y, x] == ON_TARGET, "following the steps does not reach the target in the shortest distance"
+    if guidance is not None:
+        ax, ay = level.agent.cell
+        expected = ON_TARGET if guidance.first_step is None else STEP_CLASSES.index(guidance.first_step)
+        assert steps[ay, ax] == expected
 
 
 def name(level: HeistLevel) -> str | None:
