@@ -95,10 +95,10 @@ class Entity:
         if not _ENTITY_FIELD_SET.issuperset(changes):
             raise LevelEditError(f"entities have no field(s) {sorted(changes.keys() - _ENTITY_FIELD_SET)}")
         copy = object.__new__(Entity)
-        state = copy.__dict__
-        state.update(self.__dict__)
+        state = self.__dict__.copy()
         state.pop("_packed", None)
         state.update(changes)
+        object.__setattr__(copy, "__dict__", state)
         return copy
 
     def packed(self) -> bytes:
@@ -313,11 +313,11 @@ class HeistLevel:
         if (cached := self.__dict__.get("_bytes")) is not None:
             return cached
         sections = list(self.__dict__.get("_sections") or (None,) * len(_SECTIONS))
-        dirty = {_SECTIONS[i][0] for i, data in enumerate(sections) if data is None}
+        dirty = {name for (name, _), data in zip(_SECTIONS, sections) if data is None}
         self._validate(dirty, trusted=self.__dict__.get("_trusted", _NOTHING_TRUSTED)[1])
         for i, data in enumerate(sections):
             if data is None:
-                sections[i] = getattr(self, f"_pack_{_SECTIONS[i][0]}")()
+                sections[i] = _PACKERS[i](self)
         data = b"".join(sections)
         object.__setattr__(self, "_bytes", data)
         object.__setattr__(self, "_sections", sections)
@@ -352,10 +352,12 @@ class HeistLevel:
         if not _SECTION_OF.keys() >= changes.keys():
             raise LevelEditError(f"levels have no field(s) {sorted(changes.keys() - _SECTION_OF.keys())}")
         copy = object.__new__(HeistLevel)
-        state = copy.__dict__
-        state.update(self.__dict__)
+        state = self.__dict__.copy()
+        object.__setattr__(copy, "__dict__", state)
         state.pop("_bytes", None)
         state.pop("_entity_ids", None)
+        if "entities" in changes:
+            state.pop("_occupants", None)
         if "cells" in changes or "grid_w" in changes or "grid_h" in changes:
             state.pop("maze_bounds", None)
         if (sections := state.get("_sections")) is not None:
@@ -507,11 +509,17 @@ class HeistLevel:
 
     def occupant(self, cell: tuple[int, int]) -> Entity | None:
         """The level entity (agent, key, lock, gem) whose centre lies in ``cell``, if any."""
-        x, y = cell
+        return self._occupants.get(cell)
+
+    @functools.cached_property
+    def _occupants(self) -> dict[tuple[int, int], Entity]:
+        """Level entities by cell, the first in entity order where several share one (edits check many cells of
+        the same level)."""
+        occupants: dict[tuple[int, int], Entity] = {}
         for e in self.entities:
-            if e.type in _LEVEL_TYPES and math.floor(e.x) == x and math.floor(e.y) == y:
-                return e
-        return None
+            if e.type in _LEVEL_TYPES:
+                occupants.setdefault(e.cell, e)
+        return occupants
 
     def text(self) -> str:
         """A text picture, top row first: ``#`` wall, ``.`` floor, ``A`` agent, ``*`` gem, ``b g r`` keys,
@@ -697,6 +705,7 @@ class HeistLevel:
 _INTEGERS = (int, np.integer)
 _NOTHING_TRUSTED = ((), frozenset())
 _SECTION_OF = {field: i for i, (_, fields) in enumerate(_SECTIONS) for field in fields}
+_PACKERS = tuple(getattr(HeistLevel, f"_pack_{name}") for name, _ in _SECTIONS)
 assert _SECTION_OF.keys() == {f.name for f in dataclasses.fields(HeistLevel)}, "every field belongs to one section"
 _TYPE_NAMES = {AGENT: "agent", LOCK: "lock", KEY: "key", GEM: "gem", KEY_ON_RING: "HUD key icon"}
 _IMAGE_TYPES = {AGENT: AGENT, LOCK: LOCK, KEY: KEY, GEM: GEM, KEY_ON_RING: KEY}  # what the engine draws each type as
