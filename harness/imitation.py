@@ -4,9 +4,11 @@ Iteration 0 records the oracle itself playing (with some random actions, so that
 off the optimal path).  Each later iteration lets the current network play (mixed with the oracle at a
 decaying rate), labels every state it visits with the oracle's action, adds them to the data set and trains on
 the whole aggregate: the network learns to recover from its own mistakes.  The value head regresses the
-discounted return of the recorded episodes.  Levels come from the ``training`` seed range only.
+discounted return of the recorded episodes; training-only heads on fc2 predict the agent's and the target's
+cells and the first step toward the target from every cell.  Levels come from the ``training`` seed range only.
 
     python -m harness.imitation --out fixtures/agents/customcnn_bc.pt
+    python -m harness.imitation --out continued.pt --init fixtures/agents/customcnn_bc.pt   # continue training
 
 prints progress lines with rates and ETA, and saves the weights (a plain state_dict) after every iteration.
 """
