@@ -305,23 +305,38 @@ class HeistLevel:
         object.__setattr__(level, "_sections", tuple(view[a:b] for a, b in zip(bounds, bounds[1:])))
         return level
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, *, keep: bool = True) -> bytes:
         """Serialise exactly as the engine does.  Validates first, so the engine never sees a bad state.
 
         A level made by an edit re-packs and re-validates only the sections the edit changed (the rest comes from
-        the bytes it was edited from); any other level is packed and validated whole."""
+        the bytes it was edited from); a move of a serialised level overwrites one entity record of its bytes; any
+        other level is packed and validated whole.  The bytes (about 20 kB) are kept on the level unless ``keep`` is
+        False, which is how :func:`harness.render.render` serialises: a batch of one-off edits then holds no
+        copies, and each buffer is freed before the next is made (keeping them costs page faults, measured)."""
         if (cached := self.__dict__.get("_bytes")) is not None:
             return cached
-        sections = list(self.__dict__.get("_sections") or (None,) * len(_SECTIONS))
-        dirty = {name for (name, _), data in zip(_SECTIONS, sections) if data is None}
-        self._validate(dirty, trusted=self.__dict__.get("_trusted", _NOTHING_TRUSTED)[1])
-        for i, data in enumerate(sections):
-            if data is None:
-                sections[i] = _PACKERS[i](self)
-        data = b"".join(sections)
-        object.__setattr__(self, "_bytes", data)
-        object.__setattr__(self, "_sections", sections)
+        if (patch := self.__dict__.get("_patch")) is not None:
+            data = self._patched(*patch)
+        else:
+            sections = list(self.__dict__.get("_sections") or (None,) * len(_SECTIONS))
+            dirty = {name for (name, _), data in zip(_SECTIONS, sections) if data is None}
+            self._validate(dirty, trusted=self.__dict__.get("_trusted", _NOTHING_TRUSTED)[1])
+            for i, data in enumerate(sections):
+                if data is None:
+                    sections[i] = _PACKERS[i](self)
+            data = b"".join(sections)
+            if keep:
+                object.__setattr__(self, "_sections", sections)
+        if keep:
+            object.__setattr__(self, "_bytes", data)
         return data
+
+    def _patched(self, base: bytes, offset: int, entity: Entity) -> bytes:
+        """The parent's bytes with one entity record overwritten: the serialisation of a level that differs from
+        its (validated) parent in that entity alone, which keeps its type."""
+        self._check_entity(entity)
+        view = memoryview(base)
+        return b"".join((view[:offset], entity.packed(), view[offset + _ENTITY_STRUCT.size:]))
 
     def _pack_head(self) -> bytes:
         return b"".join((_INT.pack(self.version), _string(self.game_name), _RUNS["after_name"][0].pack(
@@ -355,6 +370,7 @@ class HeistLevel:
         state = self.__dict__.copy()
         object.__setattr__(copy, "__dict__", state)
         state.pop("_bytes", None)
+        state.pop("_patch", None)
         state.pop("_entity_ids", None)
         if "entities" in changes:
             state.pop("_occupants", None)
@@ -662,7 +678,18 @@ class HeistLevel:
         return self._with_entity_replaced(entity, moved)
 
     def _with_entity_replaced(self, old: Entity, new: Entity) -> "HeistLevel":
-        return self.replace(entities=tuple([new if e is old else e for e in self.entities]))
+        entities = list(self.entities)
+        for index, e in enumerate(entities):
+            if e is old:
+                break
+        entities[index] = new
+        level = self.replace(entities=tuple(entities))
+        base, sections = self.__dict__.get("_bytes"), self.__dict__.get("_sections")
+        if base is not None and new.type == old.type and sections[0] is not None and sections[1] is not None:
+            # serialised later by overwriting the one record in this level's bytes (see _patched)
+            offset = len(sections[0]) + len(sections[1]) + _INT.size + index * _ENTITY_STRUCT.size
+            object.__setattr__(level, "_patch", (base, offset, new))
+        return level
 
     def _without(self, entity: Entity) -> "HeistLevel":
         return self._with_entities(tuple(e for e in self.entities if e is not entity))

@@ -65,7 +65,7 @@ class EnginePool:
         out = np.empty((len(levels), OBS_SIZE, OBS_SIZE, 3), dtype=np.uint8)
         for start, chunk in self._chunks(levels):
             for i, level in enumerate(chunk):
-                self._set(i, level.to_bytes())
+                self._set(i, level.to_bytes(keep=False))
             out[start:start + len(chunk)] = self.env.observe()[1]["rgb"][:len(chunk)]
         return out
 
@@ -77,7 +77,7 @@ class EnginePool:
         out = np.empty((len(levels), HIRES_SIZE, HIRES_SIZE, 3), dtype=np.uint8)
         for start, chunk in self._chunks(levels):
             for i, level in enumerate(chunk):
-                self._set(i, level.to_bytes())
+                self._set(i, level.to_bytes(keep=False))
             info = self.env.get_info()
             for i in range(len(chunk)):
                 out[start + i] = info[i]["rgb"]
