@@ -80,20 +80,20 @@ def distances_from(level: HeistLevel, start: Cell, held: frozenset[str] | None =
     """BFS distance ``[y, x]`` from ``start`` to every cell (-1 where unreachable)."""
     free = passable(level, held)
     h, w = free.shape
-    dist = np.full((h, w), -1, dtype=np.int32)
     x, y = start
     if not (0 <= x < w and 0 <= y < h):
-        return dist
-    dist[y, x] = 0
+        return np.full((h, w), -1, dtype=np.int32)
+    open_cells, dist = free.tolist(), [[-1] * w for _ in range(h)]  # lists: numpy scalar indexing is slow here
+    dist[y][x] = 0
     queue = deque([start])
     while queue:
         x, y = queue.popleft()
         for dx, dy in DIRECTIONS.values():
             nx, ny = x + dx, y + dy
-            if 0 <= nx < w and 0 <= ny < h and free[ny, nx] and dist[ny, nx] < 0:
-                dist[ny, nx] = dist[y, x] + 1
+            if 0 <= nx < w and 0 <= ny < h and open_cells[ny][nx] and dist[ny][nx] < 0:
+                dist[ny][nx] = dist[y][x] + 1
                 queue.append((nx, ny))
-    return dist
+    return np.array(dist, dtype=np.int32)
 
 
 def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
@@ -106,11 +106,12 @@ def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
         return None
     if not passable(level, held)[goal[1], goal[0]]:  # the search starts at the goal even if it cannot be entered
         return None
+    h, w = dist.shape
+    dist = dist.tolist()
     path = [start]
-    while dist[y, x] > 0:
+    while dist[y][x] > 0:
         x, y = next((x + dx, y + dy) for dx, dy in DIRECTIONS.values()
-                    if 0 <= x + dx < dist.shape[1] and 0 <= y + dy < dist.shape[0]
-                    and dist[y + dy, x + dx] == dist[y, x] - 1)
+                    if 0 <= x + dx < w and 0 <= y + dy < h and dist[y + dy][x + dx] == dist[y][x] - 1)
         path.append((x, y))
     return tuple(path)
 
