@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.levels import COLOURS, HeistLevel
 from harness.models import CustomCNN, load_policy, orthogonal_init, preprocess
-from harness.oracle import NO_STEP, STEP_CLASSES, current_target, first_steps, oracle_action
+from harness.oracle import NO_STEP, ON_TARGET, STEP_CLASSES, current_target, first_steps, oracle_action
 from harness.render import EnginePool
 from harness.sampling import draw_seeds
 
@@ -82,6 +83,10 @@ class ImitationConfig:
     """Named seed range the levels come from."""
     init: str = ""
     """A CustomCNN state_dict to start from (continued training) instead of an orthogonal init."""
+    part_played: float = 0.0
+    """Share of the episodes that start part-way through their level (:func:`part_played`) instead of at its start:
+    more distinct mazes and stages of play per recorded frame.  The shipped agent agreed with the oracle on 0.88
+    of the states of levels it was trained on and 0.83 of new ones (measured), so it had partly learned levels."""
 
 
 AUX_GRID = 16
@@ -122,13 +127,33 @@ class _LevelStream:
     def __init__(self, cfg: ImitationConfig, salt: int):
         self.cfg, self.salt, self.queue, self.draws = cfg, salt, [], 0
         self.pool = EnginePool(mode=cfg.mode, size=64)
+        self.rng = np.random.default_rng([cfg.seed, salt])
 
-    def next(self):
+    def next(self) -> HeistLevel:
         if not self.queue:
             seeds = draw_seeds(self.cfg.seed_range, 256, seed=self.cfg.seed * 1_000_003 + self.salt * 7919 + self.draws)
             self.draws += 1
             self.queue = list(self.pool.generate(seeds))
-        return self.queue.pop()
+        level = self.queue.pop()
+        return part_played(level, self.rng) if self.rng.random() < self.cfg.part_played else level
+
+
+def part_played(level: HeistLevel, rng: np.random.Generator) -> HeistLevel:
+    """``level`` as it would stand part-way through play: a uniformly drawn stage (for each lock colour in order:
+    key lying, key held, lock opened; the last stage has every lock open) with the agent at rest on a random empty
+    cell of the part of the maze it could be in, i.e. any cell from which the current target can be reached."""
+    colours = [c for c in COLOURS if c in level.locks]
+    stage = int(rng.integers(0, 2 * len(colours) + 1))
+    for i, colour in enumerate(colours[:(stage + 1) // 2]):
+        if colour in level.keys:
+            level = level.remove_key(colour)
+        level = level.give_key(colour)
+        if stage >= 2 * i + 2:
+            level = level.remove_lock(colour)
+    steps = first_steps(level)
+    ys, xs = np.nonzero((steps != NO_STEP) & (steps != ON_TARGET))
+    cells = [(int(x), int(y)) for x, y in zip(xs, ys) if level.occupant((int(x), int(y))) is None]
+    return level.move_agent(cells[rng.integers(len(cells))]) if cells else level
 
 
 def collect(model: CustomCNN | None, data: _Dataset, levels: _LevelStream, pool: EnginePool, *, frames: int,
