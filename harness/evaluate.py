@@ -4,7 +4,8 @@
 
 plays ``n`` levels of the confirmation seed range four ways (the policy with sampled actions, with argmax
 actions, uniformly random actions, the shortest-path oracle), prints a table and, with ``--json``, writes the
-figures a training card quotes.
+figures a training card quotes.  It also measures how often the policy's argmax action agrees with the oracle's on
+the oracle's own states (:func:`oracle_agreement`), by distance to the current target: where imitation falls short.
 """
 
 from __future__ import annotations
@@ -15,10 +16,48 @@ import time
 from pathlib import Path
 
 
+import numpy as np
+from torch import nn
+
+from harness.levels import HeistLevel
 from harness.models import checkpoint_sha256, load_policy
+from harness.oracle import guide, oracle_action
 from harness.rollouts import oracle_chooser, play, random_chooser, rollout
+from harness.runner import run
 from harness.sampling import sample_levels, seed_range
 from harness.stats import wilson_interval
+
+DISTANCE_BANDS = ((1, 2), (3, 6), (7, 10_000))
+"""Bands of the agent's path distance to its current target, in cells, for :func:`oracle_agreement`."""
+
+
+def oracle_agreement(policy: nn.Module, levels: list[HeistLevel], *, steps: int = 150, noise: float = 0.25,
+                     seed: int = 0) -> dict:
+    """Share of states where ``policy``'s argmax action is the oracle's, over the first ``steps`` steps of the
+    oracle playing each level with a share ``noise`` of uniformly random moves (so that states off the shortest
+    path count too).  Returns the overall share, the share within each band of :data:`DISTANCE_BANDS`, and the
+    share of each oracle action among the states."""
+    rng = np.random.default_rng(seed)
+    agree, labels, bands = [], [], []
+
+    def choose(frames: np.ndarray, states: list[HeistLevel]) -> np.ndarray:
+        expert = np.array([oracle_action(s) for s in states])
+        agree.extend(run(policy, frames).logits.argmax(1).numpy() == expert)
+        labels.extend(expert)
+        bands.extend(guide(s).distance if guide(s) else 0 for s in states)
+        random_moves = rng.integers(0, 9, size=len(states))
+        return np.where(rng.random(len(states)) < noise, random_moves, expert)
+
+    play(levels, choose, max_steps=steps)
+    agree, labels, bands = np.array(agree), np.array(labels), np.array(bands)
+    by_band = {}
+    for lo, hi in DISTANCE_BANDS:
+        inside = (bands >= lo) & (bands <= hi)
+        by_band[f"{lo}-{hi}" if hi < 10_000 else f"{lo}+"] = {"agreement": float(agree[inside].mean()) if inside.any()
+                                                              else None, "n": int(inside.sum())}
+    return {"agreement": float(agree.mean()), "n": len(agree), "by_distance": by_band,
+            "label_share": {int(a): float((labels == a).mean()) for a in np.unique(labels)},
+            "how": f"first {steps} steps of the oracle with {noise:.0%} random moves, seed {seed}"}
 
 
 def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_name: str = "confirmation") -> dict:
@@ -40,8 +79,13 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
                       "mean_steps_when_successful": float(result.steps[result.success].mean())
                       if result.success.any() else None, "seconds": round(time.time() - t0, 1)}
         print(f"{name:28s} {rate.describe()}  ({rows[name]['seconds']} s)", flush=True)
+    agreement = oracle_agreement(policy, levels[:64], seed=seed)
+    bands = ", ".join(f"{band} cells {b['agreement']:.3f}" for band, b in agreement["by_distance"].items()
+                      if b["agreement"] is not None)
+    print(f"argmax agrees with the oracle on its states: {agreement['agreement']:.3f} (n={agreement['n']}; {bands})")
     return {"policy": str(policy_path), "sha256": checkpoint_sha256(policy_path), "mode": mode,
-            "levels": f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}", "results": rows}
+            "levels": f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}", "results": rows,
+            "oracle_agreement": {"levels": f"the first {min(n, 64)} of those levels", **agreement}}
 
 
 def main(argv: list[str] | None = None) -> None:
