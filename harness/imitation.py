@@ -5,7 +5,8 @@ off the optimal path).  Each later iteration lets the current network play (mixe
 decaying rate), labels every state it visits with the oracle's action, adds them to the data set and trains on
 the whole aggregate: the network learns to recover from its own mistakes.  The value head regresses the
 discounted return of the recorded episodes; training-only heads on fc2 predict the agent's and the target's
-cells and the first step toward the target from every cell.  Levels come from the ``training`` seed range only.
+cells and the first step toward the target from every cell.  Levels come from the ``training`` seed range only;
+with ``--part-played`` a share of the episodes starts part-way through its level (:func:`part_played`).
 
     python -m harness.imitation --out fixtures/agents/customcnn_bc.pt
     python -m harness.imitation --out continued.pt --init fixtures/agents/customcnn_bc.pt   # continue training
