@@ -46,8 +46,10 @@ def test_tabled_model_is_the_full_network_it_stands_for(sample):
         full = orthogonal_init(CustomCNN()).eval()
     expected = run(full, sample.frames).logits
     for start in ("conv3a", "conv4a"):
+        # logits reach 0.15; the two paths round differently by up to 2e-7 (1 thread, measured) and failed atol 1e-6
+        # once in a full run, so the tolerance is 1e-5: still far below what a network of another seed gives (0.26)
         torch.testing.assert_close(run(random_model(sample, start=start, seed=SAMPLE_SEED), sample.frames).logits,
-                                   expected, rtol=1e-4, atol=1e-6)
+                                   expected, rtol=1e-4, atol=1e-5)
 
 
 def test_tabled_model_refuses_a_frame_outside_its_sample(sample):
