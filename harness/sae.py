@@ -755,7 +755,7 @@ def _train(args: argparse.Namespace, command: str) -> None:
     save_sae(result.sae, args.out, training={
         "command": command, "policy": str(args.policy), "policy_sha256": checkpoint_sha256(args.policy),
         "data": data, "config": dataclasses.asdict(training), "history": [dict(r) for r in result.history],
-        "resampled": result.resampled, "minutes": round(result.seconds / 60, 2)})
+        "resampled": result.resampled, "minutes": round(result.seconds / 60, 2), "torch_threads": torch.get_num_threads()})
     _log(f"saved {args.out}; next: python -m harness.sae card --policy {args.policy} --sae {args.out}")
 
 
@@ -772,8 +772,12 @@ def _card(args: argparse.Namespace, command: str) -> None:
     card = evaluate_sae(policy, sae, frames, levels, data=data, seed=args.seed, max_steps=args.max_steps)
     trained = _stored(args.sae, "training") or {}
     sha = checkpoint_sha256(args.policy)
+    threads = trained.get("torch_threads")
     provenance = {"card command": f"`{command}`",
                   "training command": f"`{trained['command']}`" if "command" in trained else "not recorded",
+                  **({"training threads": f"{threads} (the command gives this checkpoint again only with as many torch "
+                                          "threads: with another count the weights differ, at a similar loss)"}
+                     if threads else {}),
                   "training data": str(trained.get("data", "not recorded")),
                   "SAE checkpoint": f"{args.sae} (sha256 {checkpoint_sha256(args.sae)[:16]})",
                   "policy": f"{args.policy} (sha256 {sha[:16]})"}

@@ -338,6 +338,7 @@ def test_train_and_card_commands_end_to_end(tmp_path, capsys):
           "--max-steps", "2"])
     card = out.with_suffix(".card.md").read_text()
     assert "python -m harness.sae train --policy" in card and "TopK, k=4" in card
+    assert f"**training threads**: {torch.get_num_threads()} " in card
     for row in ("L0", "fraction of variance unexplained", "dead latents", "SAE, no error term", "zero ablation",
                 "mean ablation"):
         assert row in card
