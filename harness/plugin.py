@@ -264,18 +264,25 @@ class ClaimRun:
             "exit_status": exit_status,
             **self.environment,
             "checksums": self.recorded["checksums"],
-            "policy": None if options.policy is None else str(options.policy),
-            "saes": {site: str(path) for site, path in options.saes.items()},
+            "policy": self._shown(options.policy),
+            "saes": {site: self._shown(path) for site, path in options.saes.items()},
             "sampling_seed": options.sampling_seed,
             "seed_ranges": sorted({r.seeds for r in claims}),
             "alpha": options.alpha,
             "strict": options.strict,
-            "compared_with": None if options.compare is None else str(options.compare),
+            "compared_with": self._shown(options.compare),
             "metadata": self.recorded["metadata"],
             "warnings": self.warnings,
         }
         comparison = None if self.previous is None else compare_runs(self.previous, claims)
         return RunReport(run=run, claims=claims, comparison=comparison)
+
+    def _shown(self, path: Path | None) -> str | None:
+        """A path for the report: relative to the project root when inside it, so that committed reports do not
+        carry one machine's directories."""
+        if path is None:
+            return None
+        return str(path.relative_to(self.config.rootpath)) if path.is_relative_to(self.config.rootpath) else str(path)
 
     def write(self, exit_status: int | None = None) -> None:
         """Rewrite the run's report files from the rows so far (``exit_status`` None: the run is still going)."""

@@ -281,6 +281,7 @@ def test_comparison_with_a_saved_run(claims):
     (change,) = saved(claims, "r2")["comparison"]["changes"]
     assert (change["id"], change["previous_verdict"], change["verdict"]) == ("H-sup", "supported", "refuted")
     assert "## Changes since r1" in (claims.path / "reports" / "r2" / "claims.md").read_text()
+    assert saved(claims, "r2")["run"]["compared_with"] == "reports/r1/claims.json"  # no machine's directories
     latest = run(claims, "--claims-run", "r3", "--claims-compare", "latest")
     latest.stdout.fnmatch_lines(["compared with r2:", "no verdict changed and no estimate left its interval"])
     missing = run(claims, "--claims-compare", "nope")
