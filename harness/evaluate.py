@@ -15,7 +15,6 @@ import json
 import time
 from pathlib import Path
 
-
 import numpy as np
 from torch import nn
 
@@ -27,8 +26,9 @@ from harness.runner import run
 from harness.sampling import sample_levels, seed_range
 from harness.stats import wilson_interval
 
-DISTANCE_BANDS = ((1, 2), (3, 6), (7, 10_000))
-"""Bands of the agent's path distance to its current target, in cells, for :func:`oracle_agreement`."""
+DISTANCE_BANDS = ((1, 2), (3, 6), (7, None))
+"""Bands of the agent's path distance to its current target, in cells (None: no upper end), for
+:func:`oracle_agreement`."""
 
 
 def oracle_agreement(policy: nn.Module, levels: list[HeistLevel], *, steps: int = 150, noise: float = 0.25,
@@ -44,7 +44,7 @@ def oracle_agreement(policy: nn.Module, levels: list[HeistLevel], *, steps: int 
         expert = np.array([oracle_action(s) for s in states])
         agree.extend(run(policy, frames).logits.argmax(1).numpy() == expert)
         labels.extend(expert)
-        bands.extend(guide(s).distance if guide(s) else 0 for s in states)
+        bands.extend(g.distance if (g := guide(s)) else 0 for s in states)
         random_moves = rng.integers(0, 9, size=len(states))
         return np.where(rng.random(len(states)) < noise, random_moves, expert)
 
@@ -52,8 +52,8 @@ def oracle_agreement(policy: nn.Module, levels: list[HeistLevel], *, steps: int 
     agree, labels, bands = np.array(agree), np.array(labels), np.array(bands)
     by_band = {}
     for lo, hi in DISTANCE_BANDS:
-        inside = (bands >= lo) & (bands <= hi)
-        by_band[f"{lo}-{hi}" if hi < 10_000 else f"{lo}+"] = {"agreement": float(agree[inside].mean()) if inside.any()
+        inside = (bands >= lo) & (bands <= (bands.max() if hi is None else hi))
+        by_band[f"{lo}+" if hi is None else f"{lo}-{hi}"] = {"agreement": float(agree[inside].mean()) if inside.any()
                                                               else None, "n": int(inside.sum())}
     return {"agreement": float(agree.mean()), "n": len(agree), "by_distance": by_band,
             "label_share": {int(a): float((labels == a).mean()) for a in np.unique(labels)},
