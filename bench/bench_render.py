@@ -1,11 +1,14 @@
 """Edited levels rendered per second, against the engine's own bound on the same states.
 
 Per mode, on fresh generated levels: "harness" counts the edit (move the gem, or the agent, to a precomputed free
-cell), serialisation, ``set_state`` and ``observe``, through ``EnginePool.render``; "engine bound" sends the same
-already-serialised states with the raw ``call_c_func("set_state", ...)`` and one ``observe`` per batch.  Variants
-are interleaved round by round so that load from other processes hits them alike; figures are medians over
-rounds.  Then the per-level cost of each harness step alone, to show where the time goes.
-Run: ``python bench/bench_render.py [--rounds 7] [--levels 512]`` (about a minute on 2 cores).
+cell), serialisation, ``set_state`` and ``observe``, through ``EnginePool.render``, in one process and with the
+render worker (a second process, as ``harness.render`` uses given two cores); "engine bound" sends the same
+already-serialised states with the raw ``call_c_func("set_state", ...)`` and one ``observe`` per batch, in one
+process, and in two (this process and the render worker sharing the pre-serialised states the same way).
+Variants are interleaved round by round so that load from other processes hits them alike; figures are medians
+over rounds, by wall clock (CPU time would miss the worker).  Then the per-level CPU cost of each harness step
+alone, to show where the time goes.
+Run: ``python bench/bench_render.py [--rounds 7] [--levels 2048]`` (about two minutes on 2 cores).
 """
 
 import argparse
@@ -14,8 +17,11 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from harness.levels import HeistLevel
 from harness.render import EnginePool
+from harness.render_worker import CHUNK
 from harness.sampling import draw_seeds
 
 EDITS = ("gem", "agent")
@@ -32,45 +38,62 @@ def edit(level: HeistLevel, what: str, cell: tuple[int, int]) -> HeistLevel:
     return level.move_gem(cell) if what == "gem" else level.move_agent(cell)
 
 
-def per_second(run: Callable[[], object], n: int) -> tuple[float, float]:
-    """``n`` / seconds taken by ``run``: wall clock, and this process's CPU time (steadier on a loaded machine;
-    the engine renders on the calling thread, so CPU time covers it)."""
-    wall, cpu = time.perf_counter(), time.process_time()
+def per_second(run: Callable[[], object], n: int) -> float:
+    """``n`` / wall-clock seconds taken by ``run``."""
+    wall = time.perf_counter()
     run()
-    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
+    return n / (time.perf_counter() - wall)
+
+
+def cpu_per_level(run: Callable[[], object], n: int) -> float:
+    """Microseconds of this process's CPU time per level (steadier than wall clock on a loaded machine)."""
+    cpu = time.process_time()
+    run()
+    return 1e6 * (time.process_time() - cpu) / n
 
 
 def bench_mode(mode: str, n: int, rounds: int) -> None:
-    pool = EnginePool(mode=mode, size=64)
-    levels = pool.generate(draw_seeds("selection", n, seed=0).tolist())
+    local, shared = EnginePool(mode=mode, size=64), EnginePool(mode=mode, size=64, render_worker=True)
+    levels = local.generate(draw_seeds("selection", n, seed=0).tolist())
     targets = {what: [free_cell(lv, (lv.gem if what == "gem" else lv.agent).cell) for lv in levels] for what in EDITS}
     states = {what: [edit(lv, what, c).to_bytes() for lv, c in zip(levels, targets[what])] for what in EDITS}
 
-    def harness(what: str) -> None:
+    def harness(pool: EnginePool, what: str) -> None:
         pool.render([edit(lv, what, c) for lv, c in zip(levels, targets[what])])
 
     def bound(what: str) -> None:
-        for start in range(0, n, pool.size):
-            for i, data in enumerate(states[what][start:start + pool.size]):
-                pool.env.call_c_func("set_state", i, data, len(data))
-            pool.env.observe()
+        for start in range(0, n, local.size):
+            for i, data in enumerate(states[what][start:start + local.size]):
+                local.env.call_c_func("set_state", i, data, len(data))
+            local.env.observe()
 
-    variants = {f"{kind} ({what})": (lambda f=f, w=what: f(w))
-                for what in EDITS for kind, f in (("harness", harness), ("engine bound", bound))}
-    for run in variants.values():  # warm-up
+    def bound_two_processes(what: str, out=np.empty((n, 64, 64, 3), np.uint8)) -> None:
+        shared._render_shared(((s, states[what][s:s + CHUNK]) for s in range(0, n, CHUNK)), out)
+
+    variants = {}
+    for what in EDITS:
+        variants[f"harness, one process ({what})"] = lambda w=what: harness(local, w)
+        variants[f"harness, render worker ({what})"] = lambda w=what: harness(shared, w)
+        variants[f"engine bound, one process ({what})"] = lambda w=what: bound(w)
+        variants[f"engine bound, two processes ({what})"] = lambda w=what: bound_two_processes(w)
+    for run in variants.values():  # warm-up (starts the worker)
         run()
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    figures: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, run in variants.items():
             figures[name].append(per_second(run, n))
 
-    print(f"\n{mode}: {n} fresh levels, pool of {pool.size}, {rounds} rounds; levels/s by wall clock [by CPU time]")
+    print(f"\n{mode}: {n} fresh levels, pool of {local.size}, {rounds} rounds; edited levels rendered per second "
+          f"(wall clock, median)")
     for what in EDITS:
-        (ours, ours_cpu), (engine, engine_cpu) = (
-            tuple(statistics.median(f[i] for f in figures[f"{kind} ({what})"]) for i in (0, 1))
-            for kind in ("harness", "engine bound"))
-        print(f"  move {what:<5}  harness {ours:6.0f} [{ours_cpu:6.0f}]   engine bound {engine:6.0f} "
-              f"[{engine_cpu:6.0f}]   ratio {ours / engine:.3f} [{ours_cpu / engine_cpu:.3f}]")
+        ours1, ours2, bound1, bound2 = (statistics.median(figures[f"{kind} ({what})"]) for kind in (
+            "harness, one process", "harness, render worker", "engine bound, one process",
+            "engine bound, two processes"))
+        print(f"  move {what}:")
+        print(f"    one process   harness {ours1:6.0f}   engine bound {bound1:6.0f}   ratio {ours1 / bound1:.3f}")
+        print(f"    render worker harness {ours2:6.0f}   against the one-process bound {ours2 / bound1:.3f}; "
+              f"two-process bound {bound2:6.0f}, ratio {ours2 / bound2:.3f}")
+    shared._worker.close()
 
     def edits() -> list[HeistLevel]:
         return [edit(lv, "gem", c) for lv, c in zip(levels, targets["gem"])]
@@ -87,14 +110,14 @@ def bench_mode(mode: str, n: int, rounds: int) -> None:
         costs = []
         for _ in range(rounds):
             prepared = setup()
-            costs.append(1e6 / per_second(lambda: run(prepared), n)[1])
+            costs.append(cpu_per_level(lambda: run(prepared), n))
         print(f"    {name:<38} {statistics.median(costs):6.1f} us")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--levels", type=int, default=512)
+    parser.add_argument("--levels", type=int, default=2048)
     args = parser.parse_args()
     for mode in ("easy", "hard"):
         bench_mode(mode, args.levels, args.rounds)

@@ -1,28 +1,34 @@
-"""Levels to pixels and episodes through the real procgen engine; the only module that imports procgen.
+"""Levels to pixels and episodes through the real procgen engine; the only module that makes engines.
 
 An :class:`EnginePool` owns a fixed number of engine instances of one distribution mode and reuses them:
 setting a state re-renders it at once (no step needed), so rendering N levels is N ``set_state`` calls and one
 ``observe``.  The pool also generates the level of any seed (by pointing the engine's seed range at that one
 seed and forcing a reset) and runs :class:`Episodes` that start on given levels and stop, for good, when they
 end: the engine regenerates the level from its seed at an episode's end, and the edit would be gone.
+The engine renders on the calling thread and holds the GIL, so a pool made with ``render_worker=True`` (the shared
+observation pools, given two cores) shares large renders with a second process (:mod:`harness.render_worker`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import warnings
-from typing import Sequence
+from collections import deque
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from harness.errors import LevelFormatError
 from harness.levels import HeistLevel, RandomState
+from harness.render_worker import CHUNK, SLOTS, RenderWorker, RenderWorkerError
 
 OBS_SIZE = 64
 HIRES_SIZE = 512
 FORCE_RESET = -1  # Game::step treats action -1 as "end the episode now"
 MODES = ("easy", "hard")
+WORKER_MIN_LEVELS = 256  # the render worker takes about a second to start; it pays off from a few hundred levels
 
 
 def _make_env(num: int, mode: str, hires: bool):
@@ -36,13 +42,18 @@ def _make_env(num: int, mode: str, hires: bool):
 class EnginePool:
     """``size`` engine instances of one distribution mode, reused for rendering, generation and episodes."""
 
-    def __init__(self, *, mode: str = "easy", size: int = 64, hires: bool = False):
+    def __init__(self, *, mode: str = "easy", size: int = 64, hires: bool = False, render_worker: bool = False):
+        """``render_worker``: share renders of ``WORKER_MIN_LEVELS`` or more levels with a second process
+        (:mod:`harness.render_worker`), started on first use; worth it with two or more free cores."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not 1 <= size <= 1024:
             raise ValueError(f"size must be in 1..1024, got {size}")
-        self.mode, self.size, self.hires = mode, size, hires
+        if hires and render_worker:
+            raise ValueError("the render worker renders 64x64 observations only; pass hires=False or render_worker=False")
+        self.mode, self.size, self.hires, self.render_worker = mode, size, hires, render_worker
         self.env = _make_env(size, mode, hires)
+        self._worker: RenderWorker | None = None
 
     # ------------------------------------------------------------------------------------- states
     def _set(self, index: int, state: bytes) -> None:
@@ -55,19 +66,55 @@ class EnginePool:
             if level.distribution_mode != self.mode:
                 raise LevelFormatError(f"levels[{i}] is a {level.distribution_mode} level; this pool renders {self.mode}")
 
-    def _chunks(self, levels: Sequence[HeistLevel]):
-        for start in range(0, len(levels), self.size):
-            yield start, levels[start:start + self.size]
+    def _chunks(self, items: Sequence):
+        for start in range(0, len(items), self.size):
+            yield start, items[start:start + self.size]
 
     def render(self, levels: Sequence[HeistLevel]) -> np.ndarray:
         """uint8 (N, 64, 64, 3) observations, exactly what the agent would see on each level."""
         self._check_mode(levels)
         out = np.empty((len(levels), OBS_SIZE, OBS_SIZE, 3), dtype=np.uint8)
-        for start, chunk in self._chunks(levels):
-            for i, level in enumerate(chunk):
-                self._set(i, level.to_bytes(keep=False))
-            out[start:start + len(chunk)] = self.env.observe()[1]["rgb"][:len(chunk)]
+        if self.render_worker and len(levels) >= WORKER_MIN_LEVELS:
+            try:
+                self._render_shared(((start, [level.to_bytes(keep=False) for level in levels[start:start + CHUNK]])
+                                     for start in range(0, len(levels), CHUNK)), out)
+            except RenderWorkerError:
+                self._worker = None  # the next render starts a fresh one
+                raise
+        else:
+            self._render_states([level.to_bytes(keep=False) for level in levels], out)
         return out
+
+    def _render_states(self, states: Sequence[bytes], out: np.ndarray) -> None:
+        for start, chunk in self._chunks(states):
+            for i, state in enumerate(chunk):
+                self._set(i, state)
+            out[start:start + len(chunk)] = self.env.observe()[1]["rgb"][:len(chunk)]
+
+    def _render_shared(self, chunks: Iterable[tuple[int, list[bytes]]], out: np.ndarray) -> None:
+        """Render ``(start, states)`` chunks of at most ``CHUNK`` states into ``out[start:]``: a chunk goes to the
+        worker while it has a free slot, else it is rendered here, so that each process takes as much as it can
+        keep up with.  The states of a chunk are made (serialised) only when it is its turn."""
+        if self._worker is None:
+            self._worker = RenderWorker(self.mode)
+        worker, sent, free = self._worker, deque(), list(range(SLOTS))
+
+        def receive() -> None:
+            slot, start, n = sent.popleft()
+            worker.receive(slot, out[start:start + n])
+            free.append(slot)
+
+        for start, states in chunks:
+            while sent and worker.ready():
+                receive()
+            if free and worker.fits(states):
+                slot = free.pop()
+                worker.submit(slot, states)
+                sent.append((slot, start, len(states)))
+            else:
+                self._render_states(states, out[start:start + len(states)])
+        while sent:
+            receive()
 
     def render_hires(self, levels: Sequence[HeistLevel]) -> np.ndarray:
         """uint8 (N, 512, 512, 3) pictures for reports (needs a pool made with ``hires=True``)."""
@@ -172,8 +219,10 @@ class Episodes:
 
 @functools.lru_cache(maxsize=None)
 def shared_pool(mode: str = "easy", hires: bool = False) -> EnginePool:
-    """One process-wide pool per (mode, resolution), created on first use."""
-    return EnginePool(mode=mode, size=16 if hires else 64, hires=hires)
+    """One process-wide pool per (mode, resolution), created on first use; observation pools share large renders
+    with a worker process when this process may use two or more cores."""
+    return EnginePool(mode=mode, size=16 if hires else 64, hires=hires,
+                      render_worker=not hires and len(os.sched_getaffinity(0)) >= 2)
 
 
 def _by_mode(levels: Sequence[HeistLevel], hires: bool) -> np.ndarray:

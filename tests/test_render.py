@@ -13,7 +13,8 @@ from hypothesis import given, settings
 
 from harness.levels import Entity, HeistLevel
 from harness.oracle import oracle_action, shortest_path
-from harness.render import MODES, OBS_SIZE, generate, render, render_hires, shared_pool
+from harness.render import MODES, OBS_SIZE, WORKER_MIN_LEVELS, EnginePool, generate, render, render_hires, shared_pool
+from harness.render_worker import RenderWorkerError
 from harness.sampling import seed_range
 from harness.strategies import POOL_SIZE, counterfactual_pairs, differing_parts, pool_level
 
@@ -47,6 +48,38 @@ def test_batches_larger_than_the_pool_render_like_small_ones():
     assert len(levels) > shared_pool("easy").size
     whole = render(levels)
     assert (whole == np.concatenate([render(levels[i:i + 50]) for i in range(0, 150, 50)])).all()
+
+
+@pytest.fixture
+def worker_pool():
+    pool = EnginePool(mode="easy", size=64, render_worker=True)
+    yield pool
+    if pool._worker is not None:
+        proc = pool._worker.proc
+        pool._worker.close()
+        assert proc.returncode is not None, "closing the render worker left its process running"
+
+
+def worker_batch() -> list[HeistLevel]:
+    """Enough levels for the worker to take part, some of them edited."""
+    levels = [pool_level(i % POOL_SIZE) for i in range(WORKER_MIN_LEVELS + 40)]
+    return [lv.remove_gem() if i % 3 == 0 else lv for i, lv in enumerate(levels)]
+
+
+def test_render_worker_renders_large_batches_exactly_as_one_process_does(worker_pool):
+    levels = worker_batch()
+    assert (worker_pool.render(levels) == EnginePool(mode="easy", size=64).render(levels)).all()
+    assert worker_pool._worker is not None and worker_pool._worker.proc.poll() is None
+
+
+def test_a_dead_render_worker_raises_with_its_status_and_the_next_render_starts_a_new_one(worker_pool):
+    levels = worker_batch()
+    expected = worker_pool.render(levels)
+    worker_pool._worker.proc.kill()
+    worker_pool._worker.proc.wait()
+    with pytest.raises(RenderWorkerError, match="exited with status -9"):
+        worker_pool.render(levels)
+    assert (worker_pool.render(levels) == expected).all()
 
 
 def test_hires_pictures_show_the_same_level():
@@ -155,3 +188,8 @@ def test_a_finished_episode_is_not_continued_on_the_regenerated_level():
     steps = episodes.steps[0]
     episodes.step(np.array([4, 4]))
     assert (episodes.observe()[0] == last_frame).all() and episodes.steps[0] == steps and not episodes.active[0]
+
+
+def test_the_render_worker_renders_observations_only():
+    with pytest.raises(ValueError, match="64x64 observations only"):
+        EnginePool(mode="easy", size=4, hires=True, render_worker=True)
