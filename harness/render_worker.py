@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +51,9 @@ class RenderWorker:
         os.ftruncate(fd, SLOTS * SLOT_BYTES)
         self.shared = mmap.mmap(fd, SLOTS * SLOT_BYTES)
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.render_worker", str(fd), mode], bufsize=0,
+        package_root = str(Path(__file__).resolve().parent.parent)  # the worker imports this very copy of harness
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.render_worker", str(fd), mode], bufsize=0, env=env,
                                      pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         os.close(fd)
         self._finalizer = weakref.finalize(self, _stop, self.proc, self.shared, self.stderr)
