@@ -82,7 +82,8 @@ class EnginePool:
                 self._worker = None  # the next render starts a fresh one
                 raise
         else:
-            self._render_states([level.to_bytes(keep=False) for level in levels], out)
+            for start, chunk in self._chunks(levels):  # serialised chunk by chunk: a state is about 22 KB
+                self._render_states([level.to_bytes(keep=False) for level in chunk], out[start:start + len(chunk)])
         return out
 
     def _render_states(self, states: Sequence[bytes], out: np.ndarray) -> None:
