@@ -5,7 +5,8 @@
 plays ``n`` levels of the confirmation seed range four ways (the policy with sampled actions, with argmax
 actions, uniformly random actions, the shortest-path oracle), prints a table and, with ``--json``, writes the
 figures a training card quotes.  It also measures how often the policy's argmax action agrees with the oracle's on
-the oracle's own states (:func:`oracle_agreement`), by distance to the current target: where imitation falls short.
+the oracle's own states (:func:`oracle_agreement`), by distance to the current target, and where the policy fails
+(:func:`failures`): success by number of locks, and whether failed episodes wander or loop over a few cells.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from harness.levels import HeistLevel
 from harness.models import checkpoint_sha256, load_policy
 from harness.oracle import guide, oracle_action
-from harness.rollouts import oracle_chooser, play, random_chooser, rollout
+from harness.rollouts import Rollouts, oracle_chooser, play, random_chooser, rollout
 from harness.runner import run
 from harness.sampling import sample_levels, seed_range
 from harness.stats import wilson_interval
@@ -60,6 +61,24 @@ def oracle_agreement(policy: nn.Module, levels: list[HeistLevel], *, steps: int 
             "how": f"first {steps} steps of the oracle with {noise:.0%} random moves, seed {seed}"}
 
 
+LOOP_WINDOW = 100
+"""Cells entered last in a failed episode, over which :func:`failures` counts distinct cells."""
+
+
+def failures(levels: list[HeistLevel], result: Rollouts) -> dict:
+    """Success by number of locks in the level, and for the failed episodes the number of distinct cells among the
+    last :data:`LOOP_WINDOW` cells entered (a handful means the agent went back and forth over the same cells)."""
+    locks = np.array([len(level.locks) for level in levels])
+    by_locks = {}
+    for k in np.unique(locks):
+        rate = wilson_interval(int(result.success[locks == k].sum()), int((locks == k).sum()))
+        by_locks[int(k)] = {"success": rate.estimate, "ci_low": rate.ci_low, "ci_high": rate.ci_high, "n": rate.n}
+    distinct = [len(set(e.cells[-LOOP_WINDOW:])) for e in result.episodes if not e.success]
+    return {"by_locks": by_locks, "failed": len(distinct),
+            "distinct_cells_at_the_end": {"median": float(np.median(distinct)), "max": max(distinct)} if distinct
+            else None}
+
+
 def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_name: str = "confirmation") -> dict:
     """Success rates (with 95% Wilson intervals) and mean steps of the four players on the same levels."""
     policy = load_policy(policy_path)
@@ -79,6 +98,13 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
                       "mean_steps_when_successful": float(result.steps[result.success].mean())
                       if result.success.any() else None, "seconds": round(time.time() - t0, 1)}
         print(f"{name:28s} {rate.describe()}  ({rows[name]['seconds']} s)", flush=True)
+        if name.startswith("policy"):
+            rows[name]["failures"] = failed = failures(levels, result)
+            ends = failed["distinct_cells_at_the_end"]
+            print(" " * 29 + "by locks: " + ", ".join(f"{k}: {v['success']:.3f} (n={v['n']})"
+                                                    for k, v in failed["by_locks"].items())
+                  + (f"; {failed['failed']} failed, distinct cells among the last {LOOP_WINDOW} entered: median "
+                     f"{ends['median']:g}, max {ends['max']}" if ends else ""), flush=True)
     agreement = oracle_agreement(policy, levels[:64], seed=seed)
     bands = ", ".join(f"{band} cells {b['agreement']:.3f}" for band, b in agreement["by_distance"].items()
                       if b["agreement"] is not None)

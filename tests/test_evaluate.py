@@ -1,10 +1,11 @@
-"""Evaluation: agreement with the oracle on its own states."""
+"""Evaluation: agreement with the oracle on its own states, and where a policy fails."""
 
 import copy
 
 import torch
 
-from harness.evaluate import oracle_agreement
+from harness.evaluate import LOOP_WINDOW, failures, oracle_agreement
+from harness.rollouts import Episode, Rollouts
 from harness.sampling import sample_levels
 
 UP = 5
@@ -22,3 +23,22 @@ def test_a_policy_that_always_goes_up_agrees_exactly_where_the_oracle_says_up(mo
     assert 0 < figures["agreement"] < 1
     assert abs(figures["agreement"] - figures["label_share"][UP]) < 1e-9
     assert oracle_agreement(model, levels, steps=20, seed=1) == figures  # seeded: the same states again
+
+
+def test_failures_are_counted_by_locks_and_by_the_cells_the_agent_ended_on():
+    levels = sample_levels("selection", 40, seed=0)
+    locks = [len(level.locks) for level in levels]
+    looping = tuple((i % 2, 0) for i in range(3 * LOOP_WINDOW))  # back and forth between two cells, after a detour
+    wandering = tuple((i % 9, i // 9) for i in range(3 * LOOP_WINDOW))
+    episodes = tuple(Episode(seed=level.current_level_seed, success=i % 3 != 0, steps=1000,
+                             cells=wandering[:LOOP_WINDOW] + looping if i % 2 else wandering,
+                             reached=()) for i, level in enumerate(levels))
+    figures = failures(levels, Rollouts(episodes=episodes))
+    assert sum(row["n"] for row in figures["by_locks"].values()) == len(levels)
+    for k, row in figures["by_locks"].items():
+        wins = [i % 3 != 0 for i, n in enumerate(locks) if n == k]
+        assert row["n"] == len(wins) and row["success"] == sum(wins) / len(wins)
+        assert row["ci_low"] <= row["success"] <= row["ci_high"]
+    assert figures["failed"] == sum(i % 3 == 0 for i in range(len(levels)))
+    # failed episodes: i = 0, 3, 6, ...; the odd ones loop over 2 cells, the even ones end on 100 distinct cells
+    assert figures["distinct_cells_at_the_end"] == {"median": 51.0, "max": LOOP_WINDOW}
