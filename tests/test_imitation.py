@@ -3,13 +3,14 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from harness.imitation import ImitationConfig, main, part_played
+from harness.imitation import MULTI_LOCK, ImitationConfig, ImitationConfigError, _LevelStream, main, part_played
 from harness.models import CustomCNN, load_policy
 from harness.oracle import guide
 from harness.rollouts import oracle_chooser, play
-from harness.sampling import sample_levels
+from harness.sampling import draw_seeds, sample_levels
 
 
 def test_tiny_schedule_saves_a_loadable_agent(tmp_path):
@@ -49,3 +50,26 @@ def test_part_played_levels_are_states_the_game_can_reach_and_finish():
         stages.add((len(after.held_keys), len(opened)))
     assert {(0, 0), (1, 0), (1, 1)} <= stages
     assert play(started, oracle_chooser).success.all()
+
+
+def test_a_multi_lock_share_of_one_draws_only_levels_with_several_locks_and_zero_keeps_the_plain_draw():
+    plain = ImitationConfig(seed=5)
+    stream = _LevelStream(plain, salt=1)
+    drawn = [stream.next().current_level_seed for _ in range(300)]
+    again = _LevelStream(plain, salt=1)
+    assert [again.next().current_level_seed for _ in range(300)] == drawn  # seeded
+    first_batch = draw_seeds(plain.seed_range, 256, seed=plain.seed * 1_000_003 + 7919)
+    assert drawn[:256] == [int(seed) for seed in first_batch[::-1]]  # the draw the shipped stages were trained on
+    assert min(len(level.locks) for level in stream.queue) < MULTI_LOCK  # the plain draw keeps every level
+    only_multi = _LevelStream(ImitationConfig(seed=5, multi_lock_share=1.0), salt=1)
+    assert all(len(only_multi.next().locks) >= MULTI_LOCK for _ in range(300))
+    half = _LevelStream(ImitationConfig(seed=5, multi_lock_share=0.5), salt=1)
+    share = np.mean([len(half.next().locks) >= MULTI_LOCK for _ in range(400)])
+    assert 0.6 < share < 0.9  # half from the multi-lock queue, and about half of the others have several locks
+
+
+def test_shares_outside_zero_to_one_are_refused():
+    with pytest.raises(ImitationConfigError, match="multi_lock_share"):
+        ImitationConfig(multi_lock_share=1.5)
+    with pytest.raises(ImitationConfigError, match="part_played"):
+        main(["--out", "unused.pt", "--part-played", "-0.1"])
