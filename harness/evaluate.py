@@ -4,9 +4,11 @@
 
 plays ``n`` levels of the confirmation seed range four ways (the policy with sampled actions, with argmax
 actions, uniformly random actions, the shortest-path oracle), prints a table and, with ``--json``, writes the
-figures a training card quotes.  It also measures how often the policy's argmax action agrees with the oracle's on
-the oracle's own states (:func:`oracle_agreement`), by distance to the current target, and where the policy fails
-(:func:`failures`): success by number of locks, and whether failed episodes wander or loop over a few cells.
+figures a training card quotes.  ``--range selection`` plays selection levels instead: choose between agents
+there, then report the chosen one on confirmation levels.  It also measures how often the policy's argmax action
+agrees with the oracle's on the oracle's own states (:func:`oracle_agreement`), by distance to the current target,
+and where the policy fails (:func:`failures`): success by number of locks, and whether failed episodes wander or
+loop over a few cells.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from harness.models import checkpoint_sha256, load_policy
 from harness.oracle import guide, oracle_action
 from harness.rollouts import Rollouts, oracle_chooser, play, random_chooser, rollout
 from harness.runner import run
-from harness.sampling import sample_levels, seed_range
+from harness.sampling import SEED_RANGES, sample_levels, seed_range
 from harness.stats import wilson_interval
 
 DISTANCE_BANDS = ((1, 2), (3, 6), (7, None))
@@ -120,9 +122,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", default="easy", choices=("easy", "hard"))
+    parser.add_argument("--range", default="confirmation", choices=sorted(SEED_RANGES),
+                        help="the seed range the levels are drawn from")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode)
+    figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

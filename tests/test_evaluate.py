@@ -2,9 +2,10 @@
 
 import copy
 
+import pytest
 import torch
 
-from harness.evaluate import LOOP_WINDOW, failures, oracle_agreement
+from harness.evaluate import LOOP_WINDOW, failures, main, oracle_agreement
 from harness.rollouts import Episode, Rollouts
 from harness.sampling import sample_levels
 
@@ -42,3 +43,9 @@ def test_failures_are_counted_by_locks_and_by_the_cells_the_agent_ended_on():
     assert figures["failed"] == sum(i % 3 == 0 for i in range(len(levels)))
     # failed episodes: i = 0, 3, 6, ...; the odd ones loop over 2 cells, the even ones end on 100 distinct cells
     assert figures["distinct_cells_at_the_end"] == {"median": 51.0, "max": LOOP_WINDOW}
+
+
+def test_the_command_refuses_an_unknown_seed_range_by_name(capsys):
+    with pytest.raises(SystemExit):
+        main(["--policy", "unused.pt", "--range", "validation"])
+    assert "invalid choice: 'validation'" in capsys.readouterr().err
