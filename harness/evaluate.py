@@ -5,7 +5,8 @@
 plays ``n`` levels of the confirmation seed range four ways (the policy with sampled actions, with argmax
 actions, uniformly random actions, the shortest-path oracle), prints a table and, with ``--json``, writes the
 figures a training card quotes.  ``--range selection`` plays selection levels instead: choose between agents
-there, then report the chosen one on confirmation levels.  It also measures how often the policy's argmax action
+there (``--compare a.pt b.pt ...`` plays each with sampled actions on the same levels, :func:`compare`), then report
+the chosen one on confirmation levels.  It also measures how often the policy's argmax action
 agrees with the oracle's on the oracle's own states (:func:`oracle_agreement`), by distance to the current target,
 and where the policy fails (:func:`failures`): success by number of locks, and whether failed episodes wander or
 loop over a few cells.
@@ -116,17 +117,48 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
             "oracle_agreement": {"levels": f"the first {min(n, 64)} of those levels", **agreement}}
 
 
+def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, mode: str = "easy",
+            range_name: str = "selection", max_steps: int = 1000) -> dict:
+    """Success (sampled actions, rollout seed ``rollout_seed``, episodes up to ``max_steps``) of each policy on the
+    same ``n`` levels drawn with ``seed``, overall and by number of locks: the figures to choose between agents by."""
+    levels = sample_levels(range_name, n, seed=seed, mode=mode)
+    rows = {}
+    for path in policy_paths:
+        t0 = time.time()
+        result = rollout(load_policy(path), levels, sample=True, seed=rollout_seed, max_steps=max_steps)
+        rate = wilson_interval(int(result.success.sum()), n)
+        by_locks = failures(levels, result)["by_locks"]
+        rows[str(path)] = {"sha256": checkpoint_sha256(path), "success": rate.estimate, "ci_low": rate.ci_low,
+                           "ci_high": rate.ci_high, "n": n, "by_locks": by_locks,
+                           "seconds": round(time.time() - t0, 1)}
+        print(f"{str(path):40s} {rate.describe()}  by locks: " + ", ".join(
+            f"{k}: {v['success']:.3f} (n={v['n']})" for k, v in by_locks.items()), flush=True)
+    return {"mode": mode, "levels": f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}",
+            "rollout_seed": rollout_seed, "results": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Success rates of an agent beside random and oracle baselines.")
-    parser.add_argument("--policy", type=Path, required=True)
+    players = parser.add_mutually_exclusive_group(required=True)
+    players.add_argument("--policy", type=Path, help="evaluate this agent beside the baselines")
+    players.add_argument("--compare", type=Path, nargs="+", metavar="POLICY",
+                         help="play each of these agents (sampled actions) on the same levels, to choose between them")
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the level draw (and of the rollouts)")
+    parser.add_argument("--rollout-seed", type=int, help="seed of the sampled actions with --compare (default --seed)")
     parser.add_argument("--mode", default="easy", choices=("easy", "hard"))
     parser.add_argument("--range", default="confirmation", choices=sorted(SEED_RANGES),
                         help="the seed range the levels are drawn from")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
+    if args.rollout_seed is not None and not args.compare:
+        parser.error("--rollout-seed goes with --compare; a full evaluation seeds its rollouts with --seed")
+    if args.compare:
+        rollout_seed = args.seed if args.rollout_seed is None else args.rollout_seed
+        figures = compare(args.compare, n=args.n, seed=args.seed, rollout_seed=rollout_seed, mode=args.mode,
+                          range_name=args.range)
+    else:
+        figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from harness.evaluate import LOOP_WINDOW, failures, main, oracle_agreement
+from harness.evaluate import LOOP_WINDOW, compare, failures, main, oracle_agreement
 from harness.rollouts import Episode, Rollouts
 from harness.sampling import sample_levels
 
@@ -43,6 +43,26 @@ def test_failures_are_counted_by_locks_and_by_the_cells_the_agent_ended_on():
     assert figures["failed"] == sum(i % 3 == 0 for i in range(len(levels)))
     # failed episodes: i = 0, 3, 6, ...; the odd ones loop over 2 cells, the even ones end on 100 distinct cells
     assert figures["distinct_cells_at_the_end"] == {"median": 51.0, "max": LOOP_WINDOW}
+
+
+def test_compared_agents_play_the_same_levels_with_the_same_action_seed(model, tmp_path):
+    """The same weights under two names get the same figures: the levels and the sampled actions are shared."""
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(model.state_dict(), first)
+    torch.save(model.state_dict(), second)
+    figures = compare([first, second], range_name="selection", n=4, seed=1, rollout_seed=0, max_steps=60)
+    a, b = (figures["results"][str(path)] for path in (first, second))
+    assert figures["rollout_seed"] == 0 and "drawn with seed 1" in figures["levels"]
+    assert a["n"] == b["n"] == 4
+    assert {k: a[k] for k in ("success", "ci_low", "ci_high", "by_locks")} == \
+        {k: b[k] for k in ("success", "ci_low", "ci_high", "by_locks")}
+    assert sum(row["n"] for row in a["by_locks"].values()) == 4
+
+
+def test_the_rollout_seed_goes_with_compare_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["--policy", "unused.pt", "--rollout-seed", "0"])
+    assert "--rollout-seed goes with --compare" in capsys.readouterr().err
 
 
 def test_the_command_refuses_an_unknown_seed_range_by_name(capsys):
