@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from harness.errors import HarnessError
 from harness.levels import HeistLevel
 from harness.models import checkpoint_sha256, load_policy
 from harness.oracle import guide, oracle_action
@@ -121,11 +122,12 @@ def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, m
             range_name: str = "selection", max_steps: int = 1000) -> dict:
     """Success (sampled actions, rollout seed ``rollout_seed``, episodes up to ``max_steps``) of each policy on the
     same ``n`` levels drawn with ``seed``, overall and by number of locks: the figures to choose between agents by."""
+    policies = {path: load_policy(path) for path in policy_paths}  # a bad path fails before any level is played
     levels = sample_levels(range_name, n, seed=seed, mode=mode)
     rows = {}
-    for path in policy_paths:
+    for path, policy in policies.items():
         t0 = time.time()
-        result = rollout(load_policy(path), levels, sample=True, seed=rollout_seed, max_steps=max_steps)
+        result = rollout(policy, levels, sample=True, seed=rollout_seed, max_steps=max_steps)
         rate = wilson_interval(int(result.success.sum()), n)
         by_locks = failures(levels, result)["by_locks"]
         rows[str(path)] = {"sha256": checkpoint_sha256(path), "success": rate.estimate, "ci_low": rate.ci_low,
@@ -153,12 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rollout_seed is not None and not args.compare:
         parser.error("--rollout-seed goes with --compare; a full evaluation seeds its rollouts with --seed")
-    if args.compare:
-        rollout_seed = args.seed if args.rollout_seed is None else args.rollout_seed
-        figures = compare(args.compare, n=args.n, seed=args.seed, rollout_seed=rollout_seed, mode=args.mode,
-                          range_name=args.range)
-    else:
-        figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
+    try:
+        if args.compare:
+            rollout_seed = args.seed if args.rollout_seed is None else args.rollout_seed
+            figures = compare(args.compare, n=args.n, seed=args.seed, rollout_seed=rollout_seed, mode=args.mode,
+                              range_name=args.range)
+        else:
+            figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
+    except HarnessError as exc:  # a bad path or n: say what is wrong, not a traceback
+        parser.error(str(exc))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

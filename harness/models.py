@@ -19,6 +19,7 @@ import hashlib
 import pickle
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -217,6 +218,8 @@ def checkpoint_sha256(path: str | PathLike) -> str:
 
 
 def _state_dict(path: str | PathLike) -> dict[str, Tensor]:
+    if not Path(path).is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -65,6 +65,13 @@ def test_the_rollout_seed_goes_with_compare_only(capsys):
     assert "--rollout-seed goes with --compare" in capsys.readouterr().err
 
 
+def test_the_command_names_a_missing_checkpoint_before_playing(model, tmp_path, capsys):
+    torch.save(model.state_dict(), tmp_path / "a.pt")
+    with pytest.raises(SystemExit):
+        main(["--compare", str(tmp_path / "a.pt"), str(tmp_path / "typo.pt"), "--n", "2"])
+    assert "no checkpoint file at" in capsys.readouterr().err
+
+
 def test_the_command_refuses_an_unknown_seed_range_by_name(capsys):
     with pytest.raises(SystemExit):
         main(["--policy", "unused.pt", "--range", "validation"])

@@ -153,6 +153,11 @@ def test_truncated_file_is_refused(tmp_path):
         load_policy(tmp_path / "cut.pt")
 
 
+def test_missing_file_is_refused_by_name(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint file at .*absent.pt"):
+        load_policy(tmp_path / "absent.pt")
+
+
 def test_non_state_dict_is_refused(tmp_path):
     torch.save({"step": 3}, tmp_path / "p.pt")
     with pytest.raises(CheckpointError, match="holds no state_dict"):
