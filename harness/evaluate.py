@@ -29,7 +29,7 @@ from harness.oracle import guide, oracle_action
 from harness.rollouts import Rollouts, oracle_chooser, play, random_chooser, rollout
 from harness.runner import run
 from harness.sampling import SEED_RANGES, sample_levels, seed_range
-from harness.stats import wilson_interval
+from harness.stats import Estimate, wilson_interval
 
 DISTANCE_BANDS = ((1, 2), (3, 6), (7, None))
 """Bands of the agent's path distance to its current target, in cells (None: no upper end), for
@@ -76,7 +76,7 @@ def failures(levels: list[HeistLevel], result: Rollouts) -> dict:
     by_locks = {}
     for k in np.unique(locks):
         rate = wilson_interval(int(result.success[locks == k].sum()), int((locks == k).sum()))
-        by_locks[int(k)] = {"success": rate.estimate, "ci_low": rate.ci_low, "ci_high": rate.ci_high, "n": rate.n}
+        by_locks[int(k)] = _rate_fields(rate)
     distinct = [len(set(e.cells[-LOOP_WINDOW:])) for e in result.episodes if not e.success]
     return {"by_locks": by_locks, "failed": len(distinct),
             "distinct_cells_at_the_end": {"median": float(np.median(distinct)), "max": max(distinct)} if distinct
@@ -98,15 +98,13 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
         t0 = time.time()
         result = go()
         rate = wilson_interval(int(result.success.sum()), n)
-        rows[name] = {"success": rate.estimate, "ci_low": rate.ci_low, "ci_high": rate.ci_high, "n": n,
-                      "mean_steps_when_successful": float(result.steps[result.success].mean())
-                      if result.success.any() else None, "seconds": round(time.time() - t0, 1)}
+        rows[name] = {**_rate_fields(rate), "mean_steps_when_successful": _mean_steps_when_successful(result),
+                      "seconds": round(time.time() - t0, 1)}
         print(f"{name:28s} {rate.describe()}  ({rows[name]['seconds']} s)", flush=True)
         if name.startswith("policy"):
             rows[name]["failures"] = failed = failures(levels, result)
             ends = failed["distinct_cells_at_the_end"]
-            print(" " * 29 + "by locks: " + ", ".join(f"{k}: {v['success']:.3f} (n={v['n']})"
-                                                    for k, v in failed["by_locks"].items())
+            print(" " * 29 + _by_locks_text(failed["by_locks"])
                   + (f"; {failed['failed']} failed, distinct cells among the last {LOOP_WINDOW} entered: median "
                      f"{ends['median']:g}, max {ends['max']}" if ends else ""), flush=True)
     agreement = oracle_agreement(policy, levels[:64], seed=seed)
@@ -114,14 +112,15 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
                       if b["agreement"] is not None)
     print(f"argmax agrees with the oracle on its states: {agreement['agreement']:.3f} (n={agreement['n']}; {bands})")
     return {"policy": str(policy_path), "sha256": checkpoint_sha256(policy_path), "mode": mode,
-            "levels": f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}", "results": rows,
+            "levels": _levels_text(n, range_name, seed), "results": rows,
             "oracle_agreement": {"levels": f"the first {min(n, 64)} of those levels", **agreement}}
 
 
 def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, mode: str = "easy",
             range_name: str = "selection", max_steps: int = 1000) -> dict:
     """Success (sampled actions, rollout seed ``rollout_seed``, episodes up to ``max_steps``) of each policy on the
-    same ``n`` levels drawn with ``seed``, overall and by number of locks: the figures to choose between agents by."""
+    same ``n`` levels drawn with ``seed``, overall and by number of locks, and the mean steps of successful episodes:
+    the figures to choose between agents by."""
     policies = {path: load_policy(path) for path in policy_paths}  # a bad path fails before any level is played
     levels = sample_levels(range_name, n, seed=seed, mode=mode)
     rows = {}
@@ -130,13 +129,29 @@ def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, m
         result = rollout(policy, levels, sample=True, seed=rollout_seed, max_steps=max_steps)
         rate = wilson_interval(int(result.success.sum()), n)
         by_locks = failures(levels, result)["by_locks"]
-        rows[str(path)] = {"sha256": checkpoint_sha256(path), "success": rate.estimate, "ci_low": rate.ci_low,
-                           "ci_high": rate.ci_high, "n": n, "by_locks": by_locks,
+        rows[str(path)] = {"sha256": checkpoint_sha256(path), **_rate_fields(rate), "by_locks": by_locks,
+                           "mean_steps_when_successful": _mean_steps_when_successful(result),
                            "seconds": round(time.time() - t0, 1)}
-        print(f"{str(path):40s} {rate.describe()}  by locks: " + ", ".join(
-            f"{k}: {v['success']:.3f} (n={v['n']})" for k, v in by_locks.items()), flush=True)
-    return {"mode": mode, "levels": f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}",
-            "rollout_seed": rollout_seed, "results": rows}
+        print(f"{str(path):40s} {rate.describe()}  {_by_locks_text(by_locks)}", flush=True)
+    return {"mode": mode, "levels": _levels_text(n, range_name, seed), "rollout_seed": rollout_seed, "results": rows}
+
+
+def _rate_fields(rate: Estimate) -> dict:
+    """A rate with its interval, as the JSON figures hold it."""
+    return {"success": rate.estimate, "ci_low": rate.ci_low, "ci_high": rate.ci_high, "n": rate.n}
+
+
+def _mean_steps_when_successful(result: Rollouts) -> float | None:
+    return float(result.steps[result.success].mean()) if result.success.any() else None
+
+
+def _by_locks_text(by_locks: dict) -> str:
+    """One printed line of success by number of locks (the ``by_locks`` of :func:`failures`)."""
+    return "by locks: " + ", ".join(f"{k}: {v['success']:.3f} (n={v['n']})" for k, v in by_locks.items())
+
+
+def _levels_text(n: int, range_name: str, seed: int) -> str:
+    return f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}"
 
 
 def main(argv: list[str] | None = None) -> None:

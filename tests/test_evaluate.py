@@ -1,13 +1,17 @@
 """Evaluation: agreement with the oracle on its own states, and where a policy fails."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
 from harness.evaluate import LOOP_WINDOW, compare, failures, main, oracle_agreement
-from harness.rollouts import Episode, Rollouts
+from harness.models import load_policy
+from harness.rollouts import Episode, Rollouts, rollout
 from harness.sampling import sample_levels
+
+SHIPPED_POLICY = Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "customcnn_bc.pt"
 
 UP = 5
 
@@ -45,18 +49,29 @@ def test_failures_are_counted_by_locks_and_by_the_cells_the_agent_ended_on():
     assert figures["distinct_cells_at_the_end"] == {"median": 51.0, "max": LOOP_WINDOW}
 
 
-def test_compared_agents_play_the_same_levels_with_the_same_action_seed(model, tmp_path):
-    """The same weights under two names get the same figures: the levels and the sampled actions are shared."""
+def test_compared_agents_play_the_drawn_levels_with_the_given_action_seed(tmp_path):
+    """Each agent's figures are exactly those of its rollout, with the given action seed, on the levels drawn with the
+    given seed, and two names for the same weights get the same figures.  The shipped agent solves some of these
+    levels within the cut, so a wrong seed or a wrong draw would show."""
+    policy = load_policy(SHIPPED_POLICY)
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
-    torch.save(model.state_dict(), first)
-    torch.save(model.state_dict(), second)
-    figures = compare([first, second], range_name="selection", n=4, seed=1, rollout_seed=0, max_steps=60)
-    a, b = (figures["results"][str(path)] for path in (first, second))
-    assert figures["rollout_seed"] == 0 and "drawn with seed 1" in figures["levels"]
-    assert a["n"] == b["n"] == 4
-    assert {k: a[k] for k in ("success", "ci_low", "ci_high", "by_locks")} == \
-        {k: b[k] for k in ("success", "ci_low", "ci_high", "by_locks")}
-    assert sum(row["n"] for row in a["by_locks"].values()) == 4
+    torch.save(policy.state_dict(), first)
+    torch.save(policy.state_dict(), second)
+    levels = sample_levels("selection", 8, seed=1)
+    played = {seed: rollout(policy, levels, sample=True, seed=seed, max_steps=60) for seed in (0, 1)}
+    mean_steps = {seed: result.steps[result.success].mean() for seed, result in played.items()}
+    assert mean_steps[0] != mean_steps[1], "both action seeds play alike: the check below could not tell them apart"
+    for rollout_seed, expected in played.items():
+        figures = compare([first, second], range_name="selection", n=8, seed=1, rollout_seed=rollout_seed,
+                          max_steps=60)
+        a, b = (figures["results"][str(path)] for path in (first, second))
+        assert figures["rollout_seed"] == rollout_seed and "drawn with seed 1" in figures["levels"]
+        assert a["success"] == expected.success.mean() and a["n"] == 8
+        assert a["mean_steps_when_successful"] == mean_steps[rollout_seed]
+        fields = ("success", "ci_low", "ci_high", "by_locks", "mean_steps_when_successful")
+        assert {k: a[k] for k in fields} == {k: b[k] for k in fields}
+        assert {k: row["n"] for k, row in a["by_locks"].items()} == \
+            {k: sum(len(level.locks) == k for level in levels) for k in {len(level.locks) for level in levels}}
 
 
 def test_the_rollout_seed_goes_with_compare_only(capsys):
