@@ -13,11 +13,11 @@ from typing import Callable
 import pytest
 from hypothesis import HealthCheck, settings
 
-from harness.plugin import ClaimsOptions, record_checksum
+from harness.claims.plugin import ClaimsOptions, record_checksum
 
 ROOT = Path(__file__).parent
-SHIPPED_POLICY = ROOT / "fixtures" / "agents" / "customcnn_bc.pt"
-SHIPPED_SAES = {"conv3a": ROOT / "fixtures" / "saes" / "conv3a.pt", "conv4a": ROOT / "fixtures" / "saes" / "conv4a.pt"}
+SHIPPED_POLICY = ROOT / "fixtures" / "agents" / "customcnn_bc" / "policy.pt"
+SHIPPED_SAES = {"conv3a": ROOT / "fixtures" / "saes" / "customcnn_bc_conv3a" / "sae.pt", "conv4a": ROOT / "fixtures" / "saes" / "customcnn_bc_conv4a" / "sae.pt"}
 
 # Forward passes are slow, so no deadline; CI derandomises and keeps no example database.
 settings.register_profile("dev", deadline=None, max_examples=40,
@@ -30,7 +30,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 @pytest.fixture(scope="session")
 def policy(claims_options: ClaimsOptions, pytestconfig: pytest.Config):
     """The policy under test, in eval mode (``--policy`` or the shipped agent)."""
-    from harness.models import checkpoint_sha256, load_policy
+    from harness.policy.models import checkpoint_sha256, load_policy
 
     path = claims_options.policy or SHIPPED_POLICY
     if not Path(path).is_file():
@@ -42,8 +42,8 @@ def policy(claims_options: ClaimsOptions, pytestconfig: pytest.Config):
 @pytest.fixture(scope="session")
 def saes(claims_options: ClaimsOptions, pytestconfig: pytest.Config) -> dict:
     """SAEs by site (``--sae SITE=PATH`` or the shipped ones)."""
-    from harness.models import checkpoint_sha256
-    from harness.sae import load_sae
+    from harness.policy.models import checkpoint_sha256
+    from harness.lenses.sae import load_sae
 
     paths = {**SHIPPED_SAES, **claims_options.saes}
     missing = [f"{site}={path}" for site, path in paths.items() if not Path(path).is_file()]

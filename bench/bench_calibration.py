@@ -1,6 +1,6 @@
 """Calibration of the claim templates on planted mechanisms (docs/statistics.md item 9), full version.
 
-Runs every template (CH1, CH3, McNemar, P1; see :mod:`harness.planted`) on planted and null models for ``--reps``
+Runs every template (CH1, CH3, McNemar, P1; see :mod:`harness.claims.planted`) on planted and null models for ``--reps``
 repetitions, each on fresh calibration levels and model seeds, and prints per template and model the supported
 rate with its 95% Clopper-Pearson interval, separately over the repetitions where the claim is true (power) and
 false (false-positive rate); see tests/test_calibration.py for how truth is established.
@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from harness.planted import ALPHA, Design, calibrate, false_positive_rate, power, true_by_construction
+from harness.claims.planted import ALPHA, Design, calibrate, false_positive_rate, power, true_by_construction
 
 MIN_POWER = 0.8
 

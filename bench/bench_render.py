@@ -2,7 +2,7 @@
 
 Per mode, on fresh generated levels: "harness" counts the edit (move the gem, or the agent, to a precomputed free
 cell), serialisation, ``set_state`` and ``observe``, through ``EnginePool.render``, in one process and with the
-render worker (a second process, as ``harness.render`` uses given two cores); "engine bound" sends the same
+render worker (a second process, as ``harness.heist.engine`` uses given two cores); "engine bound" sends the same
 already-serialised states with the raw ``call_c_func("set_state", ...)`` and one ``observe`` per batch, in one
 process, and in two (this process and the render worker sharing the pre-serialised states the same way).
 Variants are interleaved round by round so that load from other processes hits them alike; figures are medians
@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.levels import HeistLevel
-from harness.render import EnginePool
-from harness.render_worker import CHUNK
-from harness.sampling import draw_seeds
+from harness.heist.levels import HeistLevel
+from harness.heist.engine import EnginePool
+from harness.heist.engine_worker import CHUNK
+from harness.heist.sampling import draw_seeds
 
 EDITS = ("gem", "agent")
 

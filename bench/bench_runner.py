@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from harness.interventions import Zero
-from harness.models import CustomCNN, preprocess
-from harness.runner import run
+from harness.policy.interventions import Zero
+from harness.policy.models import CustomCNN, preprocess
+from harness.policy.runner import run
 
 BATCH = 256
 SITE = "conv3a"

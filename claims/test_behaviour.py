@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness import render_hires
-from harness.rollouts import rollout
+from harness.policy.rollouts import rollout
 from harness.stats import mcnemar_exact, wilson_interval
 
 MIN_SUCCESS = 0.80

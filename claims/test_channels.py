@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from harness import render, render_hires
-from harness.measures import (DIRECTION_ACTIONS, channel_ablation_drop, channel_activation, gem_moved_pair,
+from harness.lenses.measures import (DIRECTION_ACTIONS, channel_ablation_drop, channel_activation, gem_moved_pair,
                               random_channel_null, target_direction)
-from harness.plugin import record_run_metadata
+from harness.claims.plugin import record_run_metadata
 from harness.stats import paired_bootstrap, permutation_test_against_null
 
 SITE = "conv4a"
@@ -42,7 +42,7 @@ def target_is_up(level):
 
 @pytest.fixture(scope="module")
 def selection_frames():
-    from harness.sampling import sample_levels
+    from harness.heist.sampling import sample_levels
 
     return render(sample_levels("selection", SELECTION_LEVELS, seed=0, where=target_is_up))
 

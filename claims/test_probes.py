@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from harness import render
-from harness.measures import target_quadrant
-from harness.probes import fit_probe, shuffled_label_scores
-from harness.rollouts import oracle_chooser, play
-from harness.runner import run
-from harness.sampling import sample_levels as draw_levels
+from harness.lenses.measures import target_quadrant
+from harness.lenses.probes import fit_probe, shuffled_label_scores
+from harness.policy.rollouts import oracle_chooser, play
+from harness.policy.runner import run
+from harness.heist.sampling import sample_levels as draw_levels
 from harness.stats import permutation_test_against_null, wilson_interval
 
 SITE = "conv3a"

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from harness import Site, Zero, render, run
-from harness.measures import DIRECTION_ACTIONS, target_direction
-from harness.sae import firing_rates, spliced
+from harness.lenses.measures import DIRECTION_ACTIONS, target_direction
+from harness.lenses.sae import firing_rates, spliced
 from harness.stats import matched_firing_rate_latents, paired_bootstrap, permutation_test_against_null, wilson_interval
 
 SITE = "conv4a"
@@ -65,7 +65,7 @@ def test_sae_fidelity(claim, policy, saes, sample_levels):
     seeds="confirmation", n=256, family="exploratory",
 )
 def test_sae_steering_latent(claim, policy, saes, sample_levels):
-    from harness.sampling import sample_levels as draw_levels
+    from harness.heist.sampling import sample_levels as draw_levels
 
     sae = saes[SITE]
     selection = draw_levels("selection", SELECTION_LEVELS, seed=0, where=has_direction)

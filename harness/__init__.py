@@ -6,25 +6,23 @@ start, through the plugin) does not load torch or the game engine.
 
 from importlib import import_module
 
-# Eager on purpose: ``harness.render`` is also a submodule, which would shadow the function if imported later.
-from harness.render import generate, render, render_hires  # numpy only; procgen loads on first render
-
 _EXPORTS = {
+    "generate": "harness.heist.engine", "render": "harness.heist.engine", "render_hires": "harness.heist.engine",
     "HarnessError": "harness.errors",
-    "HeistLevel": "harness.levels",
-    "sample_levels": "harness.sampling", "SEED_RANGES": "harness.sampling",
-    "load_policy": "harness.models", "CustomCNN": "harness.models", "ImpalaCNN": "harness.models",
-    "preprocess": "harness.models",
-    "Site": "harness.sites", "sites": "harness.sites",
-    "Cache": "harness.interventions", "Zero": "harness.interventions", "Mean": "harness.interventions",
-    "Resample": "harness.interventions", "Patch": "harness.interventions", "AddDirection": "harness.interventions",
-    "Clamp": "harness.interventions",
-    "run": "harness.runner", "RunResult": "harness.runner",
-    "rollout": "harness.rollouts", "play": "harness.rollouts",
-    "load_sae": "harness.sae",
+    "HeistLevel": "harness.heist.levels",
+    "sample_levels": "harness.heist.sampling", "SEED_RANGES": "harness.heist.sampling",
+    "load_policy": "harness.policy.models", "CustomCNN": "harness.policy.models", "ImpalaCNN": "harness.policy.models",
+    "preprocess": "harness.policy.models",
+    "Site": "harness.policy.sites", "sites": "harness.policy.sites",
+    "Cache": "harness.policy.interventions", "Zero": "harness.policy.interventions", "Mean": "harness.policy.interventions",
+    "Resample": "harness.policy.interventions", "Patch": "harness.policy.interventions", "AddDirection": "harness.policy.interventions",
+    "Clamp": "harness.policy.interventions",
+    "run": "harness.policy.runner", "RunResult": "harness.policy.runner",
+    "rollout": "harness.policy.rollouts", "play": "harness.policy.rollouts",
+    "load_sae": "harness.lenses.sae",
 }  # fmt: skip
 
-__all__ = sorted([*_EXPORTS, "generate", "render", "render_hires"])
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

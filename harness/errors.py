@@ -52,3 +52,7 @@ class ClaimError(HarnessError, ValueError):
 class SAEError(HarnessError, ValueError):
     """An SAE does not fit where it is used (its recorded site differs from the requested one, its channel count
     from the site's) or is configured inconsistently; the message names both sides."""
+
+
+class ActionError(HarnessError, ValueError):
+    """An action or direction name that Heist does not have; the message lists the valid ones."""

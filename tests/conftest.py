@@ -1,6 +1,6 @@
 """Shared helpers: the oracle controller playing episodes, exact re-serialisation, and a seeded random CustomCNN.
 
-Engine pools are the process-wide ones from :func:`harness.render.shared_pool` (64 engines per mode, created on
+Engine pools are the process-wide ones from :func:`harness.heist.engine.shared_pool` (64 engines per mode, created on
 first use), so every test file shares them.
 """
 
@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness.levels import HeistLevel
-from harness.models import CustomCNN
-from harness.oracle import oracle_action
-from harness.render import EnginePool, Episodes
+from harness.heist.levels import HeistLevel
+from harness.policy.models import CustomCNN
+from harness.heist.oracle import oracle_action
+from harness.heist.engine import EnginePool, Episodes
 
 
 def play_oracle(pool: EnginePool, levels: list[HeistLevel], *, max_steps: int,
                 policy: Callable[[HeistLevel], int] = oracle_action, capture: list[bytes] | None = None,
                 rewards: np.ndarray | None = None) -> Episodes:
-    """Let ``policy`` (by default :func:`harness.oracle.oracle_action`) play one episode per level for up to
+    """Let ``policy`` (by default :func:`harness.heist.oracle.oracle_action`) play one episode per level for up to
     ``max_steps`` steps.  With ``capture``, append the raw engine state of every slot before each step; with
     ``rewards``, store the reward of each episode's last step."""
     episodes = pool.episodes(levels)

@@ -1,7 +1,7 @@
 """Calibration of the claim templates on planted mechanisms (docs/statistics.md item 9).
 
 First, the planted models hold their truth by construction.  Then every template (CH1, CH3, McNemar, P1; see
-:mod:`harness.planted`) runs through ``Claim.check`` at alpha 0.05 on planted and null models, each repetition on
+:mod:`harness.claims.planted`) runs through ``Claim.check`` at alpha 0.05 on planted and null models, each repetition on
 fresh calibration levels and model seeds.  Where the claim is false (by construction, or for the channel claims
 on null networks as measured on many fresh levels: selection can make them true of a random network), its
 supported rate must be consistent with alpha: the lower end of its 95% Clopper-Pearson interval at most alpha (a
@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from harness.errors import ObservationError
-from harness.interventions import Zero
-from harness.measures import channel_ablation_drop
-from harness.models import CustomCNN, orthogonal_init
-from harness.planted import (ALPHA, CARRIER, CELLS, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, TEMPLATES, UP, Design,
+from harness.policy.interventions import Zero
+from harness.lenses.measures import channel_ablation_drop
+from harness.policy.models import CustomCNN, orthogonal_init
+from harness.claims.planted import (ALPHA, CARRIER, CELLS, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, TEMPLATES, UP, Design,
                              calibrate, draw_sample, false_positive_rate, power, quadrant_code_model, random_model,
                              rate, shuffled, true_by_construction, up_channel_model)
-from harness.runner import run
-from harness.sites import Site
+from harness.policy.runner import run
+from harness.policy.sites import Site
 from harness.stats import permutation_test_against_null, random_channel_sets
 
 QUICK = Design(selection=32, n=64, null_sets=19, train=128, shuffles=19, truth=128)

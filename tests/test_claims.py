@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.claims import Bound, Claim, ClaimRefuted, ClaimSpec, adjust_p_values
+from harness.claims.claim import Bound, Claim, ClaimRefuted, ClaimSpec, adjust_p_values
 from harness.errors import ClaimError
 from harness.stats import benjamini_hochberg, holm, paired_bootstrap, permutation_test_against_null, tost
 

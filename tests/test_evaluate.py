@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.evaluate import LOOP_WINDOW, compare, failures, main, oracle_agreement
-from harness.models import load_policy
-from harness.rollouts import Episode, Rollouts, rollout
-from harness.sampling import sample_levels
+from harness.training.evaluate import LOOP_WINDOW, compare, failures, main, oracle_agreement
+from harness.policy.models import load_policy
+from harness.policy.rollouts import Episode, Rollouts, rollout
+from harness.heist.sampling import sample_levels
 
-SHIPPED_POLICY = Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "customcnn_bc.pt"
+SHIPPED_POLICY = Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "customcnn_bc" / "policy.pt"
 
 UP = 5
 

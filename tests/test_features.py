@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.features import entity_activation, entity_masks, entity_profile, patch_grid, top_activations
-from harness.render import generate, render
-from harness.sae import ConvSAE, ConvSAEConfig, spliced
+from harness.lenses.features import entity_activation, entity_masks, entity_profile, patch_grid, top_activations
+from harness.heist.engine import generate, render
+from harness.lenses.sae import ConvSAE, ConvSAEConfig, spliced
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_entity_profile_averages_over_levels(model, levels):
 
 
 def _maps(model, levels, site, channel):
-    from harness.runner import run
+    from harness.policy.runner import run
     return run(model, render(levels), cache=[site]).activations[site][:, channel]
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.imitation import MULTI_LOCK, ImitationConfig, ImitationConfigError, _LevelStream, main, part_played
-from harness.models import CustomCNN, load_policy
-from harness.oracle import guide
-from harness.rollouts import oracle_chooser, play
-from harness.sampling import draw_seeds, sample_levels
+from harness.training.imitation import MULTI_LOCK, ImitationConfig, ImitationConfigError, _LevelStream, main, part_played
+from harness.policy.models import CustomCNN, load_policy
+from harness.heist.oracle import guide
+from harness.policy.rollouts import oracle_chooser, play
+from harness.heist.sampling import draw_seeds, sample_levels
 
 
 def test_tiny_schedule_saves_a_loadable_agent(tmp_path):

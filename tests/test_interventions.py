@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.interventions import AddDirection, Cache, Clamp, Mean, Patch, Resample, Zero, mean_difference
-from harness.models import preprocess
-from harness.runner import reference_mean, run
-from harness.sites import Site, select
+from harness.policy.interventions import AddDirection, Cache, Clamp, Mean, Patch, Resample, Zero, mean_difference
+from harness.policy.models import preprocess
+from harness.policy.runner import reference_mean, run
+from harness.policy.sites import Site, select
 
 
 @pytest.fixture(scope="module")

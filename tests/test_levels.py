@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import LevelEditError, LevelFormatError
-from harness.levels import AGENT, COLOURS, FLOOR, GEM, KEY, KEY_ON_RING, WALL, HeistLevel
-from harness.render import MODES, shared_pool
-from harness.strategies import differing_parts, edited_levels, pool_level
+from harness.heist.levels import AGENT, COLOURS, FLOOR, GEM, KEY, KEY_ON_RING, WALL, HeistLevel
+from harness.heist.engine import MODES, shared_pool
+from harness.heist.strategies import differing_parts, edited_levels, pool_level
 
 PLAYED_LEVELS, PLAYED_STEPS = 32, 40
 
@@ -460,8 +460,8 @@ ENGINE_FUZZ = textwrap.dedent("""
     import pickle, random, struct, sys
     import numpy as np
     from harness.errors import LevelFormatError
-    from harness.levels import HeistLevel
-    from harness.render import EnginePool
+    from harness.heist.levels import HeistLevel
+    from harness.heist.engine import EnginePool
     states, n, seed = pickle.load(open(sys.argv[1], "rb")), int(sys.argv[2]), int(sys.argv[3])
     hostile = [0, 1, -1, 2, 3, 9, 13, 51, 100, 2**31 - 1, -2**31, 0x7FC00000, 0x7F800000, 0x4F000000, 0x3F800000]
     rng = random.Random(seed)
@@ -527,7 +527,7 @@ def test_hostile_state_would_kill_the_process_if_sent():
     bad = unchecked_bytes(dataclasses.replace(level, entities=tuple(e for e in level.entities if e.type != AGENT)))
     script = textwrap.dedent("""
         import sys
-        from harness.render import EnginePool
+        from harness.heist.engine import EnginePool
         data = open(sys.argv[1], "rb").read()
         EnginePool(mode="easy", size=1).env.call_c_func("set_state", 0, data, len(data))
         print("survived")

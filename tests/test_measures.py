@@ -4,14 +4,14 @@ counterfactual gem pairs differ only in the gem and point the path the asked way
 import numpy as np
 import torch
 
-from harness.interventions import Zero
-from harness.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
+from harness.policy.interventions import Zero
+from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
                               target_direction, target_quadrant)
-from harness.models import CustomCNN, orthogonal_init
-from harness.render import render
-from harness.runner import run
-from harness.sampling import sample_levels
-from harness.sites import Site
+from harness.policy.models import CustomCNN, orthogonal_init
+from harness.heist.engine import render
+from harness.policy.runner import run
+from harness.heist.sampling import sample_levels
+from harness.policy.sites import Site
 
 
 def model():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError, ObservationError
-from harness.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy, preprocess
+from harness.policy.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy, preprocess
 
 CUSTOM_KEYS = {
     "conv1a.weight": (16, 3, 7, 7), "conv1a.bias": (16,),

@@ -7,12 +7,12 @@ from collections import deque
 
 from hypothesis import given, settings
 
-from harness.levels import COLOURS, HeistLevel
-from harness.oracle import (DIRECTIONS, NO_STEP, ON_TARGET, STEP_CLASSES, Guidance, current_target, decision_cells,
+from harness.heist.levels import COLOURS, HeistLevel
+from harness.heist.oracle import (DIRECTIONS, NO_STEP, ON_TARGET, STEP_CLASSES, Guidance, current_target, decision_cells,
                             distances_from, first_steps, guide, oracle_action, shortest_path)
-from harness.render import MODES, shared_pool
-from harness.sampling import sample_levels
-from harness.strategies import edited_levels, levels, pool_level
+from harness.heist.engine import MODES, shared_pool
+from harness.heist.sampling import sample_levels
+from harness.heist.strategies import edited_levels, levels, pool_level
 
 
 def brute_force_distances(level: HeistLevel, start, held: frozenset[str]) -> dict[tuple[int, int], int]:

@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 
 # Once the package is installed, its pytest11 entry point loads the plugin; loading it again with -p would
 # register it twice.
-PLUGIN = () if any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11")) else ("-p", "harness.plugin")
+PLUGIN = () if any(ep.value == "harness.claims.plugin" for ep in entry_points(group="pytest11")) else ("-p", "harness.claims.plugin")
 REPO = Path(harness.__file__).resolve().parent.parent
 
 CONFTEST = """
@@ -20,7 +20,7 @@ CONFTEST = """
 
     import pytest
 
-    from harness.plugin import record_checksum, record_run_metadata
+    from harness.claims.plugin import record_checksum, record_run_metadata
 
 
     @dataclass(frozen=True, kw_only=True)
@@ -294,7 +294,7 @@ def test_skips_pictures_and_metadata_conflicts(claims):
         import numpy as np
         import pytest
         from conftest import declare
-        from harness.plugin import record_run_metadata
+        from harness.claims.plugin import record_run_metadata
 
         @declare("H-skip")
         def test_skipped(claim):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy
-from harness.ppo import (
+from harness.policy.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy
+from harness.training.ppo import (
     EpisodeTracker,
     PPOConfig,
     PPOConfigError,

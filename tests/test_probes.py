@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harness.probes import ProbeError, fit_probe, shuffled_label_scores
+from harness.lenses.probes import ProbeError, fit_probe, shuffled_label_scores
 
 
 def planted(n=300, d=40, seed=0):

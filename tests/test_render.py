@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from harness.levels import Entity, HeistLevel
-from harness.oracle import oracle_action, shortest_path
-from harness.render import MODES, OBS_SIZE, WORKER_MIN_LEVELS, EnginePool, generate, render, render_hires, shared_pool
-from harness.render_worker import RenderWorkerError
-from harness.sampling import seed_range
-from harness.strategies import POOL_SIZE, counterfactual_pairs, differing_parts, pool_level
+from harness.heist.levels import Entity, HeistLevel
+from harness.heist.oracle import oracle_action, shortest_path
+from harness.heist.engine import MODES, OBS_SIZE, WORKER_MIN_LEVELS, EnginePool, generate, render, render_hires, shared_pool
+from harness.heist.engine_worker import RenderWorkerError
+from harness.heist.sampling import seed_range
+from harness.heist.strategies import POOL_SIZE, counterfactual_pairs, differing_parts, pool_level
 
 
 def test_render_gives_uint8_frames_one_per_level():

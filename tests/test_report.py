@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ClaimError
-from harness.report import (
+from harness.claims.report import (
     ClaimRecord,
     Figure,
     Histogram,

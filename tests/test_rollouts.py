@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.interventions import Patch, Zero
-from harness.models import CustomCNN, orthogonal_init
-from harness.rollouts import oracle_chooser, play, random_chooser, rollout, sample_actions
-from harness.sampling import sample_levels
-from harness.sites import Site
+from harness.policy.interventions import Patch, Zero
+from harness.policy.models import CustomCNN, orthogonal_init
+from harness.policy.rollouts import oracle_chooser, play, random_chooser, rollout, sample_actions
+from harness.heist.sampling import sample_levels
+from harness.policy.sites import Site
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from harness.errors import InterventionError, ObservationError, UnknownSiteError
-from harness.interventions import Cache, Patch, Zero
-from harness.models import CustomCNN, ImpalaCNN, preprocess
-from harness.runner import RunResult, run
-from harness.sites import HookPoint, Site, hooked, site_modules, sites
+from harness.policy.interventions import Cache, Patch, Zero
+from harness.policy.models import CustomCNN, ImpalaCNN, preprocess
+from harness.policy.runner import RunResult, run
+from harness.policy.sites import HookPoint, Site, hooked, site_modules, sites
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, InterventionError, SAEError, UnknownSiteError
-from harness.interventions import Clamp, Patch, Zero
-from harness.models import CustomCNN
-from harness.runner import run
-from harness.sae import (
+from harness.policy.interventions import Clamp, Patch, Zero
+from harness.policy.models import CustomCNN
+from harness.policy.runner import run
+from harness.lenses.sae import (
     DEAD_FREQUENCY,
     DENSE_FREQUENCY,
     ConvSAE,
@@ -35,7 +35,7 @@ from harness.sae import (
     spliced,
     train_sae,
 )
-from harness.sites import Site, sites
+from harness.policy.sites import Site, sites
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +304,7 @@ def test_training_refuses_rows_of_the_wrong_width():
 
 # ------------------------------------------------------------------------------------------------ data and commands
 def test_agent_frames_are_the_frames_the_policy_played(model):
-    from harness.render import generate, render
+    from harness.heist.engine import generate, render
 
     levels = generate([21, 22])
     seen = agent_frames(model, levels, seed=0, max_steps=3)
@@ -313,8 +313,8 @@ def test_agent_frames_are_the_frames_the_policy_played(model):
 
 
 def test_collected_frames_mix_level_starts_and_the_agents_own_episodes(model):
-    from harness.render import render
-    from harness.sampling import sample_levels
+    from harness.heist.engine import render
+    from harness.heist.sampling import sample_levels
 
     lines: list[str] = []
     frames = collect_frames(model, "training", 7, seed=4, played=0.5, max_steps=2, log=lines.append)
@@ -337,7 +337,7 @@ def test_train_and_card_commands_end_to_end(tmp_path, capsys):
     main(["card", "--policy", str(tmp_path / "policy.pt"), "--sae", str(out), "--frames", "8", "--levels", "2",
           "--max-steps", "2"])
     card = out.with_suffix(".card.md").read_text()
-    assert "python -m harness.sae train --policy" in card and "TopK, k=4" in card
+    assert "python -m harness.lenses.sae train --policy" in card and "TopK, k=4" in card
     assert f"**training threads**: {torch.get_num_threads()} " in card
     for row in ("L0", "fraction of variance unexplained", "dead latents", "SAE, no error term", "zero ablation",
                 "mean ablation"):

@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from harness.errors import SamplingError
-from harness.render import generate
-from harness.sampling import SEED_RANGES, draw_seeds, sample_levels, seed_range
+from harness.heist.engine import generate
+from harness.heist.sampling import SEED_RANGES, draw_seeds, sample_levels, seed_range
 
 
 def no_locks(level) -> bool:

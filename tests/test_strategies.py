@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from harness.errors import LevelEditError
-from harness.levels import LOCK
-from harness.render import MODES
-from harness.sampling import seed_range
-from harness.strategies import (FACTORS, POOL_SIZE, CounterfactualPair, check_single_factor, counterfactual_pairs,
+from harness.heist.levels import LOCK
+from harness.heist.engine import MODES
+from harness.heist.sampling import seed_range
+from harness.heist.strategies import (FACTORS, POOL_SIZE, CounterfactualPair, check_single_factor, counterfactual_pairs,
                                 differing_parts, edited_levels, levels, pool_level)
 
 START = seed_range("calibration").start

@@ -1,0 +1,307 @@
+"""Claims: a hypothesis declared up front as a pytest marker, then checked once against a statistic's result.
+
+Writing a claim
+---------------
+::
+
+    MIN_DROP = 0.10  # fixed before any data was seen
+
+    @pytest.mark.claim(
+        id="H1-up-channel",
+        statement="Zero-ablating conv3a channel 17 lowers P(UP) by more than 0.10 when the gem is above the agent.",
+        sites=["conv3a:17"], metric="mean drop in P(UP)", lower_bound_above=MIN_DROP,
+        seeds="confirm", n=512, family="confirmatory",
+    )
+    def test_up_channel(claim, policy, sample_levels):
+        drop = ...  # one value per level, clean minus ablated
+        claim.check(paired_bootstrap(drop, confidence=claim.confidence))
+
+The declaration holds everything pre-registered: the statement, the sites, the metric, exactly one bound
+(``lower_bound_above=t``, ``upper_bound_below=t`` or ``equivalent_within=margin``), the seed range name and n,
+and the family (``confirmatory``, the default, or ``exploratory``).  Being evaluated at import, the bound cannot
+depend on the data, and it appears in the report even when the test errors.  ``claim.attach(image, caption)``
+adds pictures (uint8 RGB arrays) to the report; the histogram comes from the result's ``distribution``.
+
+Verdicts (statistics.md item 11)
+--------------------------------
+The result's two-sided interval at confidence ``1 - alpha/m`` (see below) decides:
+
+* ``lower_bound_above=t``: supported if ``ci_low > t``, refuted if ``ci_high < t``;
+* ``upper_bound_below=t``: supported if ``ci_high < t``, refuted if ``ci_low > t``;
+* ``equivalent_within=d`` (a "does not matter" claim, TOST with margin ``d``): supported if the interval lies
+  inside ``(-d, d)``, refuted if it lies entirely outside;
+* otherwise inconclusive.  A result compared with a null baseline (``null_quantile`` set, e.g. a permutation
+  test against random channels) is supported only if also ``p <= alpha/m``: a large effect that random channels
+  match is inconclusive.  Other p-values (a sign-flip or McNemar test of "no effect") are reported, not required.
+
+For a "does not matter" claim, pass ``tost(d, margin=MARGIN, alpha=claim.alpha / 2)`` (its interval has
+confidence ``1 - 2 alpha``) or ``paired_bootstrap(d, confidence=claim.confidence)``.
+
+Either wrong verdict needs the interval to miss the true value, which happens with probability at most
+``alpha/m``.  "Equivalence shown for a claimed effect" refutes it: declare the threshold as the smallest effect
+that matters; an interval inside ``(-t, t)`` then lies below ``t``, which is the refuting bound.
+
+Multiplicity
+------------
+A run's claims form two families, confirmatory and exploratory; ``m`` is the number of claims of the claim's
+family collected in the run (after ``-k``/``-m`` selection; every pytest-xdist worker collects the same items,
+so every worker knows ``m`` without seeing the others' results).  Pass/fail is decided inside the test, where a
+test under xdist cannot see the other p-values that Holm needs, so the in-test verdict uses Bonferroni: the
+interval at confidence ``1 - alpha/m`` (``claim.confidence``; a result at another level is a
+:class:`~harness.errors.ClaimError`) and ``p <= alpha/m``.  Bonferroni is never more lenient than Holm, whose
+first and strictest cutoff is ``alpha/m``, so a claim supported in-test is also rejected by Holm.  The report
+adds raw p-values and, across the whole run, Holm-adjusted (confirmatory) or Benjamini-Hochberg-adjusted
+(exploratory) ones (:func:`adjust_p_values`); the verdict stays the Bonferroni one, so test outcome and report
+agree.  A run of a single claim is a family of one: take confirmatory verdicts from full runs.
+"""
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ClaimError
+from harness.claims.report import VERDICTS, ClaimRecord, Figure, Histogram, describe_bound, fmt
+
+__all__ = ["Bound", "Claim", "ClaimRefuted", "ClaimSpec", "adjust_p_values"]
+
+FAMILIES = ("confirmatory", "exploratory")
+"""The two families of a run: Holm corrects the first in the report, Benjamini-Hochberg the second."""
+BOUND_KEYWORDS = {"lower_bound_above": "lower", "upper_bound_below": "upper", "equivalent_within": "equivalence"}
+"""Declaration keyword -> bound direction; a claim declares exactly one."""
+RESULT_ATTRIBUTES = (
+    "estimate", "ci_low", "ci_high", "confidence", "n", "method", "p_value", "distribution", "null_quantile"
+)  # fmt: skip
+
+
+class ClaimRefuted(AssertionError):
+    """The claim's interval lies on the wrong side of its pre-registered bound; the message gives the numbers."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bound:
+    """A pre-registered bound: ``direction`` is ``lower``, ``upper`` or ``equivalence`` (threshold = margin)."""
+
+    direction: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return describe_bound(self.direction, self.threshold)
+
+    def verdict(self, low: float, high: float) -> str:
+        """The verdict an interval ``[low, high]`` gives on its own (before any p-value requirement)."""
+        t = self.threshold
+        supported, refuted = {
+            "lower": (low > t, high < t),
+            "upper": (high < t, low > t),
+            "equivalence": (-t < low and high < t, low > t or high < -t),
+        }[self.direction]
+        return "supported" if supported else "refuted" if refuted else "inconclusive"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimSpec:
+    """A claim's declaration: what it states, about which sites, which bound, on which sample, in which family."""
+
+    id: str
+    statement: str
+    sites: tuple[str, ...]
+    metric: str
+    bound: Bound
+    seeds: str
+    n: int
+    family: str = "confirmatory"
+
+    def __post_init__(self) -> None:
+        def problem(text: str) -> ClaimError:
+            return ClaimError(f"claim {self.id!r}: {text}")
+
+        if not isinstance(self.id, str) or not self.id or any(c.isspace() for c in self.id):
+            raise ClaimError(f"claim id {self.id!r} must be a non-empty string without spaces")
+        for name in ("statement", "metric", "seeds"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise problem(f"{name} must be a non-empty string")
+        if not isinstance(self.sites, tuple) or not self.sites or not all(isinstance(s, str) and s for s in self.sites):
+            raise problem(f"sites must name at least one site, got {self.sites!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise problem(f"n must be a positive int (the planned number of levels), got {self.n!r}")
+        if self.family not in FAMILIES:
+            raise problem(f"family {self.family!r} is unknown; use one of {FAMILIES}")
+        if not math.isfinite(self.bound.threshold):
+            raise problem(f"the bound must be a finite number, got {self.bound.threshold!r}")
+        if self.bound.direction == "equivalence" and self.bound.threshold <= 0:
+            raise problem(f"equivalent_within needs a positive margin, got {self.bound.threshold!r}")
+
+    @classmethod
+    def declare(cls, **declaration: Any) -> "ClaimSpec":
+        """Build from the marker's keywords, naming the claim and what is wrong when the declaration is bad."""
+        name = repr(declaration.get("id", "<no id>"))
+        bounds = {k: declaration.pop(k) for k in BOUND_KEYWORDS if k in declaration}
+        if len(bounds) != 1:
+            raise ClaimError(
+                f"claim {name}: declare exactly one bound of {sorted(BOUND_KEYWORDS)}, got {sorted(bounds) or 'none'}"
+            )
+        ((keyword, threshold),) = bounds.items()
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+            raise ClaimError(f"claim {name}: {keyword} must be a number, got {threshold!r}")
+        required = ("id", "statement", "sites", "metric", "seeds", "n")
+        missing = [k for k in required if k not in declaration]
+        unknown = sorted(set(declaration) - {*required, "family"})
+        if missing or unknown:
+            problems = [f"{label} {', '.join(keys)}" for label, keys in (("missing", missing), ("unknown", unknown))
+                        if keys]  # fmt: skip
+            raise ClaimError(
+                f"claim {name}: {'; '.join(problems)} (a claim declares {', '.join(required)}, one bound, and "
+                "optionally family)"
+            )
+        sites = declaration.pop("sites")
+        return cls(
+            **declaration,
+            sites=(sites,) if isinstance(sites, str) else tuple(sites) if isinstance(sites, Iterable) else sites,
+            bound=Bound(direction=BOUND_KEYWORDS[keyword], threshold=float(threshold)),
+        )
+
+
+def _number(x: Any) -> float | None:
+    """A plain float for the report, with None and NaN both read as no value."""
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def _against_null(result: Any) -> bool:
+    """Whether the result's p-value compares the effect with a null baseline (which support then requires)."""
+    return result.null_quantile is not None and result.p_value is not None
+
+
+class Claim:
+    """One claim inside its test: tells the test which confidence to use, collects pictures, checks one result.
+
+    ``family_alpha`` is the run's alpha and ``family_size`` the number of claims in this claim's family, so the
+    claim is tested at ``alpha = family_alpha / family_size`` and ``confidence = 1 - alpha`` (Bonferroni).
+    """
+
+    def __init__(self, *, spec: ClaimSpec, family_alpha: float, family_size: int) -> None:
+        if not 0 < family_alpha < 1 or family_size < 1:
+            raise ClaimError(f"claim {spec.id!r}: need 0 < alpha < 1 and family size >= 1")
+        self.spec = spec
+        self.family_alpha = family_alpha
+        self.family_size = family_size
+        self.figures: list[Figure] = []
+        self.result: Any = None
+        self.verdict: str | None = None
+        self.message = ""
+
+    @property
+    def alpha(self) -> float:
+        """This claim's share of the run's alpha: ``family_alpha / family_size``."""
+        return self.family_alpha / self.family_size
+
+    @property
+    def confidence(self) -> float:
+        """The confidence the result's interval must have: ``1 - alpha``; pass it to the statistic."""
+        return 1 - self.alpha
+
+    def attach(self, image: np.ndarray, caption: str) -> None:
+        """Add a picture (``(H, W, 3)`` uint8 RGB, e.g. a clean or counterfactual level) to the report."""
+        self.figures.append(Figure.from_rgb(image, caption))
+
+    def check(self, result: Any) -> str:
+        """Decide the verdict from a statistic's result; raise :class:`ClaimRefuted` when refuted.
+
+        Returns ``"supported"`` or ``"inconclusive"``.  Raises :class:`ClaimError` when the result cannot
+        answer this claim: checked twice, missing attributes, another confidence or n, no finite interval, or a
+        null distribution too small to ever reach ``p <= alpha``.
+        """
+        __tracebackhide__ = True  # pytest shows the test's own line and this message, not this method
+        name = f"claim {self.spec.id!r}"
+        if self.verdict is not None:
+            raise ClaimError(f"{name} was already checked; one claim, one result (declare another claim)")
+        missing = [a for a in RESULT_ATTRIBUTES if not hasattr(result, a)]
+        if missing:
+            raise ClaimError(f"{name}: the result lacks {', '.join(missing)}; pass a harness.stats result")
+        if _number(result.ci_low) is None or _number(result.ci_high) is None:
+            raise ClaimError(
+                f"{name}: the result has no finite interval ({result.ci_low}, {result.ci_high}); a null-baseline "
+                "test needs the effect's own estimate: permutation_test_against_null(paired_bootstrap(...), null)"
+            )
+        if not math.isclose(result.confidence, self.confidence, rel_tol=0, abs_tol=1e-12):
+            raise ClaimError(
+                f"{name}: the result's interval is at confidence {result.confidence:.6g}, but this claim needs "
+                f"{self.confidence:.6g} (alpha {self.family_alpha:g} / {self.family_size} {self.spec.family} "
+                "claims in this run); pass confidence=claim.confidence to the statistic (tost: alpha=claim.alpha / 2, "
+                "as its interval has confidence 1 - 2 alpha)"
+            )
+        if result.n != self.spec.n:
+            raise ClaimError(
+                f"{name} declares n={self.spec.n} but the result used n={result.n}; a new n is a new claim"
+            )
+        against_null = _against_null(result)
+        if against_null and result.distribution is not None and 1 / (len(result.distribution) + 1) > self.alpha:
+            raise ClaimError(
+                f"{name}: with {len(result.distribution)} null draws no p-value can reach this claim's alpha "
+                f"{self.alpha:.3g}; draw at least {math.ceil(1 / self.alpha)}"
+            )
+        verdict = self.spec.bound.verdict(result.ci_low, result.ci_high)
+        if verdict == "supported" and against_null and not result.p_value <= self.alpha:
+            verdict = "inconclusive"
+        self.result, self.verdict, self.message = result, verdict, self._explain(result)
+        if verdict == "refuted":
+            raise ClaimRefuted(f"{name} refuted: {self.message}")
+        return verdict
+
+    def _explain(self, result: Any) -> str:
+        """The estimate explaining itself, e.g. ``mean drop = 0.04 [0.01, 0.07] (99% CI, ...); needed ...``."""
+        p = "" if result.p_value is None else f", p = {fmt(result.p_value)}"
+        need_p = f" and p <= {fmt(self.alpha)} against the null" if _against_null(result) else ""
+        return (
+            f"{self.spec.metric} = {fmt(result.estimate)} [{fmt(result.ci_low)}, {fmt(result.ci_high)}] "
+            f"({100 * result.confidence:.4g}% CI, n={result.n} levels, {result.method}{p}); "
+            f"needed {self.spec.bound}{need_p}"
+        )
+
+    def record(
+        self, *, test: str, checksums: Mapping[str, str], status: str | None = None, reason: str = ""
+    ) -> ClaimRecord:
+        """The claim's report row.  ``status`` (``"error"`` or ``"skipped"``, with its ``reason``) replaces the
+        verdict when the test did not complete; an unchecked claim that was not skipped is an error."""
+        spec, result = self.spec, self.result
+        if status is None and self.verdict is None:
+            status, reason = "error", f"recorded no result: call claim.check(result) in {test or 'the test'}"
+        row = ClaimRecord(
+            id=spec.id, statement=spec.statement, sites=spec.sites, metric=spec.metric, family=spec.family,
+            seeds=spec.seeds, n=spec.n, direction=spec.bound.direction, threshold=spec.bound.threshold,
+            family_alpha=self.family_alpha, family_size=self.family_size, confidence=self.confidence,
+            verdict=status or self.verdict, message=reason or self.message, test=test, checksums=dict(checksums),
+            figures=tuple(self.figures),
+        )  # fmt: skip
+        if result is None:
+            return row
+        distribution = result.distribution
+        return replace(
+            row,
+            estimate=_number(result.estimate), ci_low=_number(result.ci_low), ci_high=_number(result.ci_high),
+            method=str(result.method), p_value=_number(result.p_value), null_quantile=_number(result.null_quantile),
+            histogram=None if distribution is None else Histogram.of(
+                distribution, kind="bootstrap" if result.null_quantile is None else "null"
+            ),
+        )  # fmt: skip
+
+
+def adjust_p_values(records: Sequence[ClaimRecord]) -> tuple[ClaimRecord, ...]:
+    """Fill ``p_adjusted`` across the run: Holm within confirmatory, Benjamini-Hochberg within exploratory claims.
+
+    Only rows with a verdict and a p-value take part; the others keep ``p_adjusted=None``.
+    """
+    from harness.stats import benjamini_hochberg, holm  # scipy: imported when needed, not at every pytest start
+
+    adjusted = list(records)
+    for family, correct in zip(FAMILIES, (holm, benjamini_hochberg)):
+        members = [
+            i for i, r in enumerate(adjusted) if r.family == family and r.verdict in VERDICTS and r.p_value is not None
+        ]
+        if members:
+            for i, p in zip(members, correct([adjusted[i].p_value for i in members])):
+                adjusted[i] = replace(adjusted[i], p_adjusted=float(p))
+    return tuple(adjusted)
