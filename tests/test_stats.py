@@ -13,7 +13,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
 from statsmodels.stats.weightstats import ttost_paired
 
-import harness.stats
+import harness.stats.resampling
 from harness.errors import HarnessError, StatisticsError
 from harness.stats import (
     BernoulliSPRT,
@@ -208,7 +208,7 @@ def test_bca_interval_matches_scipy_bootstrap(statistic):
 def test_paired_bootstrap_gives_the_same_result_in_small_memory_batches(monkeypatch):
     differences = np.random.default_rng(6).normal(0.2, 1.0, 37)
     whole = [paired_bootstrap(differences[:n], n_resamples=999, seed=2) for n in (37, 9)]  # Monte-Carlo, exact p
-    monkeypatch.setattr(harness.stats, "_BATCH_ELEMENTS", 100)
+    monkeypatch.setattr(harness.stats.resampling, "_BATCH_ELEMENTS", 100)
     batched = [paired_bootstrap(differences[:n], n_resamples=999, seed=2) for n in (37, 9)]
     assert batched == whole
     assert all(np.array_equal(b.distribution, w.distribution) for b, w in zip(batched, whole))
