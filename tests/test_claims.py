@@ -238,3 +238,42 @@ def test_a_verdict_never_contradicts_its_interval(low, width, threshold, directi
     contains_threshold = low <= bound.threshold <= high
     if direction != "equivalence" and contains_threshold:
         assert verdict == "inconclusive"
+
+
+def make_selecting_claim(**declared) -> Claim:
+    spec = ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1, selected_on="selection", **declared)
+    return Claim(spec=spec, family_alpha=0.05, family_size=1)
+
+
+def test_a_selected_unit_lands_in_the_record():
+    claim = make_selecting_claim()
+    assert claim.spec.seed_ranges == ("confirm", "selection")
+    claim.select(channels=(6, 17, 5), coefficient=0.5)
+    claim.check(interval(0.2, 0.3))
+    row = claim.record(test="t", checksums={})
+    assert (row.selected_on, row.selected) == ("selection", {"channels": [6, 17, 5], "coefficient": 0.5})
+    assert row.selection == "channels=[6, 17, 5]; coefficient=0.5"
+    assert make_claim().record(test="t", checksums={}).selected == {}
+
+
+def test_selection_is_declared_made_once_and_before_the_check():
+    with pytest.raises(ClaimError, match="selected_on and seeds are both 'confirm'"):
+        ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1, selected_on="confirm")
+    with pytest.raises(ClaimError, match="selects channel but declares no selected_on"):
+        make_claim().select(channel=6)
+    with pytest.raises(ClaimError, match="declares selected_on='selection' but selected nothing"):
+        make_selecting_claim().check(interval(0.2, 0.3))
+    twice = make_selecting_claim()
+    twice.select(channel=6)
+    with pytest.raises(ClaimError, match="select once, before claim.check"):
+        twice.select(channel=7)
+    late = make_selecting_claim()
+    late.select(channel=6)
+    late.check(interval(0.2, 0.3))
+    with pytest.raises(ClaimError, match="select once"):
+        late.select(channel=7)
+    with pytest.raises(ClaimError, match="at least one unit"):
+        make_selecting_claim().select()
+    with pytest.raises(ClaimError, match=r"plain JSON.*int\(\)"):
+        make_selecting_claim().select(channel=np.int64(6))
+    assert twice.selected == {"channel": 6}  # a refused second choice leaves the first

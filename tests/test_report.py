@@ -1,4 +1,4 @@
-"""Report writers, PNG encoder, SVG histogram and run comparison, without pytest's plugin machinery."""
+"""Report rows, writers, PNG encoder, SVG histogram, saved runs and their comparison, without pytest's plugin."""
 
 import base64
 import csv
@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 
 from harness.errors import ClaimError
+from harness.claims.png import encode_png
+from harness.claims.records import ClaimRecord, Figure, Histogram
 from harness.claims.report import (
-    ClaimRecord,
-    Figure,
-    Histogram,
-    RunReport,
-    compare_runs,
-    encode_png,
     histogram_svg,
-    load_run,
     render_csv,
     render_html,
     render_json,
@@ -29,6 +24,7 @@ from harness.claims.report import (
     render_terminal,
     write_report,
 )
+from harness.claims.runs import RunReport, compare_runs, load_run
 
 REQUIRED_JSON_FIELDS = {
     "id", "statement", "verdict", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "n", "seeds", "family",
@@ -114,7 +110,7 @@ def test_csv_has_one_row_per_claim():
 def test_markdown_table_escapes_pipes():
     text = render_markdown(RunReport(run=RUN, claims=(record(seeds="select|confirm"),)))
     row = (
-        "| H1 | SUPPORTED | 0.2 [0.15, 0.25] | 512 | 0.001 | 0.002 | lower bound > 0.1 | confirmatory "
+        "| H1 | SUPPORTED | 0.2 [0.15, 0.25] | 512 | 0.001 | 0.002 | lower bound > 0.1 | – | confirmatory "
         "| select\\|confirm |"
     )
     assert row in text
@@ -142,7 +138,7 @@ def test_histogram_marks_observation_and_threshold():
 
 def test_terminal_table_aligns_columns():
     lines = render_terminal(RunReport(run=RUN, claims=(record(), record("H2-long-name", verdict="inconclusive"))))
-    assert lines[0].split() == ["claim", "verdict", "estimate", "[CI]", "n", "p", "p", "adj", "needed"]
+    assert lines[0].split() == ["claim", "verdict", "estimate", "[CI]", "n", "p", "p", "adj", "needed", "selected"]
     assert len({line.index("0.2 [") for line in lines[2:]}) == 1
 
 
@@ -174,3 +170,26 @@ def test_written_run_loads_back(tmp_path):
     assert loaded.claims == (replace(record(), figures=()),) and loaded.run == RUN
     with pytest.raises(ClaimError, match="cannot read a claims run"):
         load_run(tmp_path / "missing")
+
+
+def test_the_selected_unit_shows_in_every_format(tmp_path):
+    chosen = record(selected_on="selection", selected={"channel": 6})
+    report = RunReport(run=RUN, claims=(chosen, record("H2")))
+    assert "channel=6" in render_terminal(report)[2] and render_terminal(report)[3].endswith("–")
+    markdown = render_markdown(report)
+    assert "| lower bound > 0.1 | channel=6 | confirmatory |" in markdown
+    assert "seeds confirm; selected on selection: channel=6; test" in markdown
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert [(r["selected_on"], r["selected"]) for r in rows] == [("selection", "channel=6"), ("", "")]
+    assert "<th>selected</th><td>channel=6</td>" in render_html(report)
+    data = json.loads(render_json(report))["claims"]
+    assert [(r["selected_on"], r["selected"]) for r in data] == [("selection", {"channel": 6}), (None, {})]
+    write_report(report, tmp_path)
+    assert load_run(tmp_path).claims[0].selected == {"channel": 6}
+
+
+def test_runs_saved_before_selection_was_recorded_still_load(tmp_path):
+    old = {k: v for k, v in record().to_dict().items() if k not in ("selected_on", "selected", "figures")}
+    (tmp_path / "claims.json").write_text(json.dumps({"run": RUN, "claims": [old]}))
+    (row,) = load_run(tmp_path).claims
+    assert (row.selected_on, row.selected, row.selection) == (None, {}, "–")

@@ -1,6 +1,15 @@
 """Claims as pytest tests: the declaration and its verdict, the run that collects rows across workers, the
-pytest plugin (options and fixtures) and the reports.
+pytest plugin (options and fixtures), the reports, and saved runs read back as DataFrames.
+
+Modules, from the bottom up: ``records`` (a claim's report row; ``png`` encodes its pictures), ``claim`` (the
+declaration, select-then-confirm and the verdict), ``runs`` (a run's rows and metadata: loading, comparing,
+``read_run`` and ``runs_table``), ``report`` (writers: terminal, Markdown, CSV, JSON, HTML), ``options`` and
+``session`` (the run inside a pytest session), ``plugin`` (the pytest entry point and fixtures).
 
 May import every library subpackage (``heist``, ``policy``, ``lenses``, ``stats``); nothing imports it but tests
-and ``harness.training``.
+and ``harness.training``.  Importing this package loads neither pytest nor torch nor pandas.
 """
+
+from harness.claims.runs import load_run, read_run, runs_table
+
+__all__ = ["load_run", "read_run", "runs_table"]

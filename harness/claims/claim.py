@@ -22,8 +22,17 @@ and the family (``confirmatory``, the default, or ``exploratory``).  Being evalu
 depend on the data, and it appears in the report even when the test errors.  ``claim.attach(image, caption)``
 adds pictures (uint8 RGB arrays) to the report; the histogram comes from the result's ``distribution``.
 
-Verdicts (statistics.md item 11)
---------------------------------
+Selecting, then confirming
+--------------------------
+A claim about a unit chosen from the data (the channel whose ablation lowers P(UP) most, a latent, a steering
+coefficient) chooses it on one seed range and tests it on another (docs/statistics.md, item 7).  It declares the
+range it chose on, ``selected_on="selection"`` (never its ``seeds``), and records its choice in the test with
+``claim.select(channel=6)`` (plain JSON values: ``channels=[6, 17, 5]``, ``latent=123``) once, before
+``claim.check``.  The choice appears in the claim's report row.  Checking without selecting, or selecting without
+``selected_on``, is a :class:`~harness.errors.ClaimError`.
+
+Verdicts (docs/statistics.md, item 11)
+--------------------------------------
 The result's two-sided interval at confidence ``1 - alpha/m`` (see below) decides:
 
 * ``lower_bound_above=t``: supported if ``ci_low > t``, refuted if ``ci_high < t``;
@@ -55,6 +64,7 @@ adds raw p-values and, across the whole run, Holm-adjusted (confirmatory) or Ben
 agree.  A run of a single claim is a family of one: take confirmatory verdicts from full runs.
 """
 
+import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,8 +73,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.claims.records import VERDICTS, ClaimRecord, Figure, Histogram, describe_bound, fmt
 from harness.errors import ClaimError
-from harness.claims.report import VERDICTS, ClaimRecord, Figure, Histogram, describe_bound, fmt
 
 __all__ = ["Bound", "Claim", "ClaimRefuted", "ClaimSpec", "adjust_p_values"]
 
@@ -104,7 +114,8 @@ class Bound:
 
 @dataclass(frozen=True, kw_only=True)
 class ClaimSpec:
-    """A claim's declaration: what it states, about which sites, which bound, on which sample, in which family."""
+    """A claim's declaration: what it states, about which sites, which bound, on which sample, in which family,
+    and (``selected_on``) the seed range its unit was chosen on, if it chose one."""
 
     id: str
     statement: str
@@ -114,6 +125,7 @@ class ClaimSpec:
     seeds: str
     n: int
     family: str = "confirmatory"
+    selected_on: str | None = None
 
     def __post_init__(self) -> None:
         def problem(text: str) -> ClaimError:
@@ -134,6 +146,19 @@ class ClaimSpec:
             raise problem(f"the bound must be a finite number, got {self.bound.threshold!r}")
         if self.bound.direction == "equivalence" and self.bound.threshold <= 0:
             raise problem(f"equivalent_within needs a positive margin, got {self.bound.threshold!r}")
+        if self.selected_on is not None:
+            if not isinstance(self.selected_on, str) or not self.selected_on.strip():
+                raise problem(f"selected_on must name a seed range, got {self.selected_on!r}")
+            if self.selected_on == self.seeds:
+                raise problem(
+                    f"selected_on and seeds are both {self.seeds!r}; choose the unit on one range and test it on "
+                    "another (e.g. selected_on='selection', seeds='confirmation')"
+                )
+
+    @property
+    def seed_ranges(self) -> tuple[str, ...]:
+        """The ranges this claim may draw levels from: its ``seeds``, then ``selected_on`` if declared."""
+        return (self.seeds,) if self.selected_on is None else (self.seeds, self.selected_on)
 
     @classmethod
     def declare(cls, **declaration: Any) -> "ClaimSpec":
@@ -149,13 +174,13 @@ class ClaimSpec:
             raise ClaimError(f"claim {name}: {keyword} must be a number, got {threshold!r}")
         required = ("id", "statement", "sites", "metric", "seeds", "n")
         missing = [k for k in required if k not in declaration]
-        unknown = sorted(set(declaration) - {*required, "family"})
+        unknown = sorted(set(declaration) - {*required, "family", "selected_on"})
         if missing or unknown:
             problems = [f"{label} {', '.join(keys)}" for label, keys in (("missing", missing), ("unknown", unknown))
                         if keys]  # fmt: skip
             raise ClaimError(
                 f"claim {name}: {'; '.join(problems)} (a claim declares {', '.join(required)}, one bound, and "
-                "optionally family)"
+                "optionally family and selected_on)"
             )
         sites = declaration.pop("sites")
         return cls(
@@ -189,6 +214,7 @@ class Claim:
         self.family_alpha = family_alpha
         self.family_size = family_size
         self.figures: list[Figure] = []
+        self.selected: dict[str, Any] | None = None
         self.result: Any = None
         self.verdict: str | None = None
         self.message = ""
@@ -207,17 +233,45 @@ class Claim:
         """Add a picture (``(H, W, 3)`` uint8 RGB, e.g. a clean or counterfactual level) to the report."""
         self.figures.append(Figure.from_rgb(image, caption))
 
+    def select(self, **units: Any) -> None:
+        """Record the unit(s) chosen on the ``selected_on`` range, e.g. ``claim.select(channel=6)``; once, before
+        :meth:`check`, with plain JSON values (convert numpy numbers with ``int()`` or ``float()``)."""
+        __tracebackhide__ = True
+        name = f"claim {self.spec.id!r}"
+        if self.spec.selected_on is None:
+            raise ClaimError(
+                f"{name} selects {', '.join(units) or 'nothing'} but declares no selected_on; declare the seed range "
+                "the unit is chosen on, e.g. selected_on='selection'"
+            )
+        if self.verdict is not None or self.selected is not None:
+            raise ClaimError(f"{name}: select once, before claim.check (the choice comes before the test)")
+        if not units:
+            raise ClaimError(f"{name}: select names at least one unit, e.g. claim.select(channel=6)")
+        try:
+            plain = json.loads(json.dumps(units, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ClaimError(
+                f"{name}: selected units must be plain JSON (int, float, str, bool, lists, dicts); {exc}; convert "
+                "numpy numbers with int() or float()"
+            ) from exc
+        self.selected = plain
+
     def check(self, result: Any) -> str:
         """Decide the verdict from a statistic's result; raise :class:`ClaimRefuted` when refuted.
 
         Returns ``"supported"`` or ``"inconclusive"``.  Raises :class:`ClaimError` when the result cannot
-        answer this claim: checked twice, missing attributes, another confidence or n, no finite interval, or a
-        null distribution too small to ever reach ``p <= alpha``.
+        answer this claim: checked twice, a declared selection not made, missing attributes, another confidence
+        or n, no finite interval, or a null distribution too small to ever reach ``p <= alpha``.
         """
         __tracebackhide__ = True  # pytest shows the test's own line and this message, not this method
         name = f"claim {self.spec.id!r}"
         if self.verdict is not None:
             raise ClaimError(f"{name} was already checked; one claim, one result (declare another claim)")
+        if self.spec.selected_on is not None and self.selected is None:
+            raise ClaimError(
+                f"{name} declares selected_on={self.spec.selected_on!r} but selected nothing; call "
+                "claim.select(...) with the unit chosen on that range before claim.check"
+            )
         missing = [a for a in RESULT_ATTRIBUTES if not hasattr(result, a)]
         if missing:
             raise ClaimError(f"{name}: the result lacks {', '.join(missing)}; pass a harness.stats result")
@@ -274,7 +328,7 @@ class Claim:
             seeds=spec.seeds, n=spec.n, direction=spec.bound.direction, threshold=spec.bound.threshold,
             family_alpha=self.family_alpha, family_size=self.family_size, confidence=self.confidence,
             verdict=status or self.verdict, message=reason or self.message, test=test, checksums=dict(checksums),
-            figures=tuple(self.figures),
+            figures=tuple(self.figures), selected_on=spec.selected_on, selected=dict(self.selected or {}),
         )  # fmt: skip
         if result is None:
             return row

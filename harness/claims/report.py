@@ -1,303 +1,26 @@
-"""Claim reports: rows, comparison with a saved run, and writers (terminal, Markdown, CSV, JSON, HTML).
+"""Report writers: a run as a terminal table, Markdown, CSV, JSON and a self-contained HTML page.
 
-Nothing here knows about pytest: a :class:`RunReport` is a list of :class:`ClaimRecord` rows plus run metadata
-(a JSON-ready mapping), and :func:`write_report` turns it into ``claims.md``, ``claims.csv``, ``claims.json`` and
-``index.html`` in one directory.  The HTML page is self-contained: pictures are inline PNGs (encoded by
-:func:`encode_png`, zlib and struct only) and distributions are inline SVG histograms.  ``claims.json`` holds the
-numbers and histograms but not the pictures, so it stays small and diffable; :func:`load_run` reads it back.
+Nothing here knows about pytest: a :class:`~harness.claims.runs.RunReport` (rows from
+:mod:`harness.claims.records` plus run metadata) goes in, text comes out, and :func:`write_report` puts
+``claims.json``, ``claims.csv``, ``claims.md`` and ``index.html`` in one directory.  The HTML page carries its
+pictures as inline PNGs and its distributions as inline SVG histograms.  ``claims.json`` holds the numbers and
+histograms but not the pictures, so it stays small and diffable; :func:`harness.claims.runs.load_run` reads it back.
 """
 
-import base64
 import csv
 import html
 import io
 import json
 import os
-import struct
-import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from harness.errors import ClaimError
+from harness.claims.records import ClaimRecord, fmt
+from harness.claims.runs import RunReport
 
 __all__ = [
-    "Change",
-    "ClaimRecord",
-    "Comparison",
-    "Figure",
-    "Histogram",
-    "RunReport",
-    "compare_runs",
-    "encode_png",
-    "histogram_svg",
-    "load_run",
-    "render_csv",
-    "render_html",
-    "render_json",
-    "render_markdown",
-    "render_terminal",
-    "write_report",
-]
-
-VERDICTS = ("supported", "refuted", "inconclusive")
-"""The three verdicts of statistics.md item 11."""
-STATUSES = (*VERDICTS, "error", "skipped")
-"""What a report row can say: a verdict, or why the claim has none (its test errored or was skipped)."""
-DIRECTIONS = {"lower": "lower bound > {}", "upper": "upper bound < {}", "equivalence": "interval within ±{}"}
-"""How a claim's bound reads, by direction; the claim's threshold goes in the braces."""
-
-
-def fmt(x: float | None) -> str:
-    """A number as the reports print it: three significant digits, a dash for none."""
-    return "–" if x is None else f"{x:.3g}"
-
-
-def describe_bound(direction: str, threshold: float) -> str:
-    """A pre-registered bound in words, e.g. ``lower bound > 0.1``."""
-    return DIRECTIONS[direction].format(fmt(threshold))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Figure:
-    """A picture attached to a claim as evidence: a PNG (base64 text, so rows stay JSON) and its caption."""
-
-    caption: str
-    png_base64: str
-
-    @classmethod
-    def from_rgb(cls, image: np.ndarray, caption: str) -> "Figure":
-        """Encode an ``(H, W, 3)`` uint8 RGB array."""
-        return cls(caption=caption, png_base64=base64.b64encode(encode_png(image)).decode("ascii"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Histogram:
-    """A binned distribution: ``kind`` is ``"null"`` (effects under the null baseline) or ``"bootstrap"``."""
-
-    kind: str
-    edges: tuple[float, ...]
-    counts: tuple[int, ...]
-
-    @classmethod
-    def of(cls, values: np.ndarray, *, kind: str, bins: int = 40) -> "Histogram | None":
-        """Bin the finite values; None when there are none."""
-        finite = np.asarray(values, dtype=float).ravel()
-        finite = finite[np.isfinite(finite)]
-        if finite.size == 0:
-            return None
-        counts, edges = np.histogram(finite, bins=bins)
-        return cls(kind=kind, edges=tuple(map(float, edges)), counts=tuple(map(int, counts)))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClaimRecord:
-    """One claim's row in a report: its declaration, its verdict (or status) and the numbers behind it.
-
-    ``confidence`` is ``1 - family_alpha / family_size`` (the in-test Bonferroni level); ``p_adjusted`` is the run-wide
-    Holm (confirmatory) or Benjamini-Hochberg (exploratory) p-value, filled in once all rows are in.
-    """
-
-    id: str
-    statement: str
-    sites: tuple[str, ...]
-    metric: str
-    family: str
-    seeds: str
-    n: int
-    direction: str
-    threshold: float
-    family_alpha: float
-    family_size: int
-    confidence: float
-    verdict: str
-    message: str
-    test: str
-    estimate: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    method: str | None = None
-    p_value: float | None = None
-    p_adjusted: float | None = None
-    null_quantile: float | None = None
-    checksums: Mapping[str, str] = field(default_factory=dict)
-    histogram: Histogram | None = None
-    figures: tuple[Figure, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.verdict not in STATUSES:
-            raise ClaimError(f"claim {self.id!r}: verdict {self.verdict!r} is none of {STATUSES}")
-        if self.direction not in DIRECTIONS:
-            raise ClaimError(f"claim {self.id!r}: direction {self.direction!r} is none of {tuple(DIRECTIONS)}")
-
-    @property
-    def needed(self) -> str:
-        """The pre-registered bound in words, e.g. ``lower bound > 0.1``."""
-        return describe_bound(self.direction, self.threshold)
-
-    @property
-    def interval(self) -> str:
-        """``estimate [low, high]``, or a dash without a result."""
-        return "–" if self.estimate is None else f"{fmt(self.estimate)} [{fmt(self.ci_low)}, {fmt(self.ci_high)}]"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types only (these rows cross pytest-xdist workers as ``user_properties``)."""
-        return {**asdict(self), "sites": list(self.sites), "checksums": dict(self.checksums)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ClaimRecord":
-        """Inverse of :meth:`to_dict`; a missing ``figures`` (as in ``claims.json``) reads as none."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ClaimError(f"claim record has unknown fields {sorted(unknown)}; known: {sorted(known)}")
-        histogram = data.get("histogram")
-        return cls(
-            **{
-                **data,
-                "sites": tuple(data["sites"]),
-                "histogram": None if histogram is None else Histogram(
-                    kind=histogram["kind"], edges=tuple(histogram["edges"]), counts=tuple(histogram["counts"])
-                ),
-                "figures": tuple(Figure(**f) for f in data.get("figures", ())),
-            }
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Change:
-    """How one claim differs from the saved run (only claims that differ get one); one side may be missing."""
-
-    previous: ClaimRecord | None
-    current: ClaimRecord | None
-
-    @property
-    def id(self) -> str:
-        return (self.current or self.previous).id
-
-    @property
-    def verdict_changed(self) -> bool:
-        return self.previous is None or self.current is None or self.previous.verdict != self.current.verdict
-
-    @property
-    def moved(self) -> bool:
-        """The estimate left the previous run's interval."""
-        p, c = self.previous, self.current
-        if p is None or c is None or c.estimate is None or p.ci_low is None or p.ci_high is None:
-            return False
-        return not p.ci_low <= c.estimate <= p.ci_high
-
-    @property
-    def bound_changed(self) -> bool:
-        p, c = self.previous, self.current
-        return p is not None and c is not None and (p.direction, p.threshold) != (c.direction, c.threshold)
-
-    def describe(self) -> str:
-        """One line, e.g. ``H1: supported -> refuted; estimate 0.04 outside previous [0.12, 0.2]``."""
-        p, c = self.previous, self.current
-        if p is None:
-            return f"{self.id}: new claim ({c.verdict})"
-        if c is None:
-            return f"{self.id}: not in this run (was {p.verdict})"
-        parts = [f"{p.verdict} -> {c.verdict}" if self.verdict_changed else f"still {c.verdict}"]
-        if self.moved:
-            parts.append(f"estimate {fmt(c.estimate)} outside previous [{fmt(p.ci_low)}, {fmt(p.ci_high)}]")
-        if self.bound_changed:
-            parts.append(f"bound changed from '{p.needed}' to '{c.needed}': a changed threshold is a new claim")
-        return f"{self.id}: " + "; ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Summary for ``claims.json``."""
-        p, c = self.previous, self.current
-        return {
-            "id": self.id,
-            "previous_verdict": None if p is None else p.verdict,
-            "verdict": None if c is None else c.verdict,
-            "previous_estimate": None if p is None else p.estimate,
-            "previous_ci": None if p is None else [p.ci_low, p.ci_high],
-            "estimate": None if c is None else c.estimate,
-            "verdict_changed": self.verdict_changed,
-            "moved_outside_previous_interval": self.moved,
-            "bound_changed": self.bound_changed,
-            "summary": self.describe(),
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Comparison:
-    """What changed since a saved run (named ``previous_run``)."""
-
-    previous_run: str
-    changes: tuple[Change, ...]
-
-    def lines(self) -> list[str]:
-        return [c.describe() for c in self.changes] or ["no verdict changed and no estimate left its interval"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"previous_run": self.previous_run, "changes": [c.to_dict() for c in self.changes]}
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunReport:
-    """Everything the writers need: run metadata (JSON-ready), the rows, and an optional comparison."""
-
-    run: Mapping[str, Any]
-    claims: tuple[ClaimRecord, ...]
-    comparison: Comparison | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.run.get("run", "run"))
-
-
-def compare_runs(previous: RunReport, current: Sequence[ClaimRecord]) -> Comparison:
-    """Claims whose verdict or bound changed, whose estimate left the previous interval, or that came or went."""
-    before = {r.id: r for r in previous.claims}
-    now = {r.id: r for r in current}
-    candidates = [Change(previous=before.get(i), current=now.get(i)) for i in dict.fromkeys([*now, *before])]
-    changes = tuple(c for c in candidates if c.verdict_changed or c.moved or c.bound_changed)
-    return Comparison(previous_run=previous.name, changes=changes)
-
-
-def load_run(path: str | os.PathLike) -> RunReport:
-    """Read a saved run from its directory or its ``claims.json``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "claims.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return RunReport(run=data["run"], claims=tuple(ClaimRecord.from_dict(r) for r in data["claims"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ClaimError(f"cannot read a claims run from {path}: {exc}") from exc
-
-
-# --- PNG and SVG -------------------------------------------------------------------------------------------
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 RGB array as an 8-bit truecolour PNG (filter 0, zlib level 9)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-        raise ClaimError(
-            f"a picture must be a non-empty (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}; "
-            "convert floats with (x * 255).round().astype(np.uint8)"
-        )
-    height, width, _ = image.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, width * 3)], axis=1)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(np.ascontiguousarray(rows).tobytes(), 9))
-        + chunk(b"IEND", b"")
-    )
+    "histogram_svg", "render_csv", "render_html", "render_json", "render_markdown", "render_terminal", "write_report"
+]  # fmt: skip
 
 
 def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -> str:
@@ -350,11 +73,11 @@ def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -
 
 # --- renderers ---------------------------------------------------------------------------------------------
 
-COLUMNS = ("claim", "verdict", "estimate [CI]", "n", "p", "p adj", "needed")
+COLUMNS = ("claim", "verdict", "estimate [CI]", "n", "p", "p adj", "needed", "selected")
 
 
 def _cells(r: ClaimRecord) -> tuple[str, ...]:
-    return (r.id, r.verdict.upper(), r.interval, str(r.n), fmt(r.p_value), fmt(r.p_adjusted), r.needed)
+    return (r.id, r.verdict.upper(), r.interval, str(r.n), fmt(r.p_value), fmt(r.p_adjusted), r.needed, r.selection)
 
 
 def _run_lines(report: RunReport) -> list[str]:
@@ -405,25 +128,27 @@ def render_markdown(report: RunReport) -> str:
     out += ["## Claims", ""]
     for r in report.claims:
         out += [f"### {r.id}: {r.verdict}", "", r.statement, "", f"`{r.message}`", ""]
-        out += [f"sites {', '.join(r.sites)}; {r.family}; seeds {r.seeds}; test `{r.test}`", ""]
+        selection = "" if r.selected_on is None else f"; selected on {r.selected_on}: {r.selection}"
+        out += [f"sites {', '.join(r.sites)}; {r.family}; seeds {r.seeds}{selection}; test `{r.test}`", ""]
     return "\n".join(out)
 
 
 CSV_FIELDS = (
     "id", "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "p_value", "p_adjusted", "null_quantile",
-    "direction", "threshold", "family", "family_size", "family_alpha", "seeds", "sites", "metric", "method",
-    "statement", "test", "message", "checksums",
+    "direction", "threshold", "family", "family_size", "family_alpha", "seeds", "selected_on", "selected", "sites",
+    "metric", "method", "statement", "test", "message", "checksums",
 )  # fmt: skip
 
 
 def render_csv(report: RunReport) -> str:
-    """One row per claim; sites and checksums joined with ``;``."""
+    """One row per claim; sites and checksums joined with ``;``, the selection as ``channel=6`` (empty if none)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in report.claims:
         row = {name: getattr(r, name) for name in CSV_FIELDS}
         row["sites"] = ";".join(r.sites)
+        row["selected"] = "" if not r.selected else r.selection
         row["checksums"] = ";".join(f"{k}={v}" for k, v in r.checksums.items())
         writer.writerow(row)
     return buffer.getvalue()
@@ -469,7 +194,8 @@ def render_html(report: RunReport) -> str:
     for r in report.claims:
         facts = {
             "sites": ", ".join(r.sites), "metric": r.metric, "needed": r.needed, "family": r.family,
-            "seeds": r.seeds, "n": r.n, "method": r.method or "–", "confidence": fmt(r.confidence),
+            "seeds": r.seeds, "selected on": r.selected_on or "–", "selected": r.selection, "n": r.n,
+            "method": r.method or "–", "confidence": fmt(r.confidence),
             "p": fmt(r.p_value), "p adjusted": fmt(r.p_adjusted), "null quantile": fmt(r.null_quantile),
             "test": r.test, "checksums": ", ".join(f"{k}={v}" for k, v in r.checksums.items()) or "–",
         }  # fmt: skip

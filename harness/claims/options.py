@@ -1,0 +1,124 @@
+"""The claims run's options: command line, ini defaults, and their resolution into :class:`ClaimsOptions`.
+
+Model checkpoints come from ``--policy PATH`` and ``--sae SITE=PATH`` (repeatable), or else from the ini options
+``heist_policy`` and ``heist_saes`` (``SITE=PATH`` entries), whose paths are relative to the ini file's directory;
+command-line paths are relative to the invocation directory.  A ``--sae`` replaces the ini's SAE for its site only.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+__all__ = ["ClaimsOptions", "add_options", "resolve_options"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimsOptions:
+    """The run's options, resolved; the plugin's model and sampler fixtures build on these."""
+
+    report_dir: Path
+    """Where runs are written: ``<report_dir>/<run>/`` (``--claims-report-dir``, default ``<rootdir>/reports``)."""
+    run: str
+    """The run's name (``--claims-run``, default the UTC start time ``YYYYMMDD-HHMMSS``)."""
+    policy: Path | None
+    """Policy checkpoint (``--policy``, else the ini's ``heist_policy``; None when neither is given)."""
+    saes: Mapping[str, Path]
+    """SAE checkpoint per site (the ini's ``heist_saes``, each site replaced by a ``--sae SITE=PATH``)."""
+    sampling_seed: int
+    """Seed of the level sampler (``--sampling-seed``)."""
+    alpha: float
+    """Family-wise error rate of each family of claims (``--claims-alpha``, default 0.05)."""
+    strict: bool
+    """Inconclusive claims fail too (``--claims-strict``), for gating a model in CI."""
+    compare: Path | None
+    """``claims.json`` of the saved run to compare with (``--claims-compare``)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return self.report_dir / self.run
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the command-line options and the ini options that give model defaults."""
+    group = parser.getgroup("heist claims", "claims about Heist policies (harness.claims.plugin)")
+    group.addoption(
+        "--claims-report-dir", metavar="DIR", help="write runs under DIR/<run>/ (default: <rootdir>/reports)"
+    )
+    group.addoption("--claims-run", metavar="NAME", help="name of this run (default: UTC start time)")
+    group.addoption(
+        "--policy", metavar="PATH", help="policy checkpoint the claims are about (default: the ini's heist_policy)"
+    )
+    group.addoption(
+        "--sae", action="append", default=[], metavar="SITE=PATH",
+        help="SAE checkpoint for SITE, replacing the ini's heist_saes entry for that site; repeatable",
+    )  # fmt: skip
+    group.addoption("--sampling-seed", type=int, default=0, metavar="INT", help="seed of the level sampler (default 0)")
+    group.addoption("--claims-alpha", type=float, default=0.05, metavar="A", help="family-wise alpha (default 0.05)")
+    group.addoption("--claims-strict", action="store_true", help="fail inconclusive claims too")
+    group.addoption(
+        "--claims-compare",
+        metavar="PATH_OR_RUN",
+        help="compare with a saved run: its directory, its claims.json, a run name, or 'latest'",
+    )
+    parser.addini("heist_policy", "default policy checkpoint, relative to the ini file", type="string", default="")
+    parser.addini("heist_saes", "default SAE checkpoints, SITE=PATH relative to the ini file", type="args", default=[])
+
+
+def _site_paths(entries: list[str], base: Path, source: str) -> dict[str, Path]:
+    """``SITE=PATH`` entries as ``{site: base / path}``; each site once."""
+    paths: dict[str, Path] = {}
+    for entry in entries:
+        site, sep, path = entry.partition("=")
+        if not sep or not site or not path or site in paths:
+            raise pytest.UsageError(f"{source} {entry!r}: give SITE=PATH, each site once (e.g. {source} conv3a=sae.pt)")
+        paths[site] = base / path
+    return paths
+
+
+def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
+    """Resolve the command line and the ini defaults (see the module docstring for which path is relative to what)."""
+    here = config.invocation_params.dir
+    ini_dir = here if config.inipath is None else config.inipath.parent
+    saes = {
+        **_site_paths(config.getini("heist_saes"), ini_dir, "heist_saes"),
+        **_site_paths(config.getoption("sae"), here, "--sae"),
+    }
+    alpha = config.getoption("claims_alpha")
+    if not 0 < alpha < 1:
+        raise pytest.UsageError(f"--claims-alpha must lie in (0, 1), got {alpha}")
+    if not run_name or Path(run_name).name != run_name or run_name in (".", ".."):
+        raise pytest.UsageError(f"--claims-run {run_name!r}: a run name is one path component")
+    report_dir = config.getoption("claims_report_dir")
+    report_dir = config.rootpath / "reports" if report_dir is None else here / report_dir
+    policy, ini_policy = config.getoption("policy"), config.getini("heist_policy")
+    compare = config.getoption("claims_compare")
+    return ClaimsOptions(
+        report_dir=report_dir,
+        run=run_name,
+        policy=here / policy if policy is not None else ini_dir / ini_policy if ini_policy else None,
+        saes=MappingProxyType(saes),
+        sampling_seed=config.getoption("sampling_seed"),
+        alpha=alpha,
+        strict=config.getoption("claims_strict"),
+        compare=None if compare is None else _resolve_compare(compare, here, report_dir, run_name),
+    )
+
+
+def _resolve_compare(value: str, here: Path, report_dir: Path, run_name: str) -> Path:
+    """A saved run's ``claims.json``: from a path, a run name under the report directory, or ``latest``."""
+    if value == "latest":
+        saved = [p for p in report_dir.glob("*/claims.json") if p.parent.name != run_name]
+        if not saved:
+            raise pytest.UsageError(f"--claims-compare latest: no saved run under {report_dir}")
+        return max(saved, key=lambda p: p.stat().st_mtime)
+    for path in (here / value, report_dir / value):
+        if path.is_dir() and (path / "claims.json").is_file():
+            return path / "claims.json"
+        if path.is_file():
+            return path
+    raise pytest.UsageError(
+        f"--claims-compare {value!r}: no run directory, claims.json, or run of that name under {report_dir}"
+    )

@@ -1,0 +1,177 @@
+"""Saved runs: a run's rows with its metadata, reading ``claims.json`` back, comparing runs, and runs as DataFrames.
+
+``load_run`` gives a :class:`RunReport`; ``read_run`` gives its rows as a pandas DataFrame (one row per claim) and
+``runs_table`` lays several runs side by side (claims x runs: verdict and interval).  pandas is imported inside
+those two functions only, so pytest starts without it.
+"""
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from harness.claims.records import ClaimRecord, fmt
+from harness.errors import ClaimError
+
+__all__ = ["Change", "Comparison", "RunReport", "compare_runs", "load_run", "read_run", "runs_table"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """How one claim differs from the saved run (only claims that differ get one); one side may be missing."""
+
+    previous: ClaimRecord | None
+    current: ClaimRecord | None
+
+    @property
+    def id(self) -> str:
+        return (self.current or self.previous).id
+
+    @property
+    def verdict_changed(self) -> bool:
+        return self.previous is None or self.current is None or self.previous.verdict != self.current.verdict
+
+    @property
+    def moved(self) -> bool:
+        """The estimate left the previous run's interval."""
+        p, c = self.previous, self.current
+        if p is None or c is None or c.estimate is None or p.ci_low is None or p.ci_high is None:
+            return False
+        return not p.ci_low <= c.estimate <= p.ci_high
+
+    @property
+    def bound_changed(self) -> bool:
+        p, c = self.previous, self.current
+        return p is not None and c is not None and (p.direction, p.threshold) != (c.direction, c.threshold)
+
+    def describe(self) -> str:
+        """One line, e.g. ``H1: supported -> refuted; estimate 0.04 outside previous [0.12, 0.2]``."""
+        p, c = self.previous, self.current
+        if p is None:
+            return f"{self.id}: new claim ({c.verdict})"
+        if c is None:
+            return f"{self.id}: not in this run (was {p.verdict})"
+        parts = [f"{p.verdict} -> {c.verdict}" if self.verdict_changed else f"still {c.verdict}"]
+        if self.moved:
+            parts.append(f"estimate {fmt(c.estimate)} outside previous [{fmt(p.ci_low)}, {fmt(p.ci_high)}]")
+        if self.bound_changed:
+            parts.append(f"bound changed from '{p.needed}' to '{c.needed}': a changed threshold is a new claim")
+        return f"{self.id}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary for ``claims.json``."""
+        p, c = self.previous, self.current
+        return {
+            "id": self.id,
+            "previous_verdict": None if p is None else p.verdict,
+            "verdict": None if c is None else c.verdict,
+            "previous_estimate": None if p is None else p.estimate,
+            "previous_ci": None if p is None else [p.ci_low, p.ci_high],
+            "estimate": None if c is None else c.estimate,
+            "verdict_changed": self.verdict_changed,
+            "moved_outside_previous_interval": self.moved,
+            "bound_changed": self.bound_changed,
+            "summary": self.describe(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """What changed since a saved run (named ``previous_run``)."""
+
+    previous_run: str
+    changes: tuple[Change, ...]
+
+    def lines(self) -> list[str]:
+        return [c.describe() for c in self.changes] or ["no verdict changed and no estimate left its interval"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"previous_run": self.previous_run, "changes": [c.to_dict() for c in self.changes]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """Everything the writers need: run metadata (JSON-ready), the rows, and an optional comparison."""
+
+    run: Mapping[str, Any]
+    claims: tuple[ClaimRecord, ...]
+    comparison: Comparison | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.run.get("run", "run"))
+
+
+def compare_runs(previous: RunReport, current: Sequence[ClaimRecord]) -> Comparison:
+    """Claims whose verdict or bound changed, whose estimate left the previous interval, or that came or went."""
+    before = {r.id: r for r in previous.claims}
+    now = {r.id: r for r in current}
+    candidates = [Change(previous=before.get(i), current=now.get(i)) for i in dict.fromkeys([*now, *before])]
+    changes = tuple(c for c in candidates if c.verdict_changed or c.moved or c.bound_changed)
+    return Comparison(previous_run=previous.name, changes=changes)
+
+
+def load_run(path: str | os.PathLike) -> RunReport:
+    """Read a saved run from its directory or its ``claims.json``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "claims.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RunReport(run=data["run"], claims=tuple(ClaimRecord.from_dict(r) for r in data["claims"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClaimError(f"cannot read a claims run from {path}: {exc}") from exc
+
+
+LEADING_COLUMNS = (
+    "run", "id", "verdict", "estimate", "ci_low", "ci_high", "n", "p_value", "p_adjusted", "selected_on", "selected"
+)  # fmt: skip
+FRAME_COLUMNS = (
+    *LEADING_COLUMNS,
+    *(f.name for f in fields(ClaimRecord) if f.name not in (*LEADING_COLUMNS, "histogram", "figures")),
+)
+"""The columns of :func:`read_run`: the leading ones, then every other field of a row but pictures and histogram."""
+INTERVAL_COLUMNS = ("verdict", "estimate", "ci_low", "ci_high")
+"""What :func:`runs_table` shows of each claim in each run."""
+
+
+def read_run(path: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821 (pandas is imported lazily)
+    """A saved run (its directory or ``claims.json``) as a DataFrame, one row per claim.
+
+    Columns: ``run`` (the run's name), ``id``, ``verdict``, ``estimate``, ``ci_low``, ``ci_high``, ``n``,
+    ``p_value``, ``p_adjusted``, ``selected_on``, ``selected`` (a dict, e.g. ``{"channel": 6}``), then the rest
+    of the row (statement, sites, metric, family, seeds, bound, family size, confidence, method, test, message,
+    checksums).  Runs saved before selection was recorded read with ``selected_on`` None and ``selected`` empty.
+    """
+    return _frame(load_run(path))
+
+
+def _frame(report: RunReport) -> "pandas.DataFrame":  # noqa: F821
+    import pandas as pd
+
+    rows = [{"run": report.name, **r.to_dict()} for r in report.claims]
+    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+
+
+def runs_table(paths: Iterable[str | os.PathLike]) -> "pandas.DataFrame":  # noqa: F821
+    """Several saved runs side by side: one row per claim id, and for each run (in the order given) its
+    ``verdict``, ``estimate``, ``ci_low`` and ``ci_high`` (columns ``(run, field)``; NaN where a run lacks the
+    claim).  Runs must have distinct names."""
+    import pandas as pd
+
+    frames: dict[str, pd.DataFrame] = {}
+    for path in paths:
+        report = load_run(path)
+        if report.name in frames:
+            raise ClaimError(
+                f"two runs are named {report.name!r} (the second at {path}); compare runs with distinct names"
+            )
+        frames[report.name] = _frame(report).set_index("id")[list(INTERVAL_COLUMNS)]
+    if not frames:
+        raise ClaimError("runs_table needs at least one run (a directory or claims.json)")
+    table = pd.concat(frames, axis=1)
+    table.columns.names = ["run", "field"]
+    table.index.name = "claim"
+    return table
