@@ -1,0 +1,158 @@
+"""Fixtures the plugin gives any repository (``policy``, ``saes``, ``sample_levels``, ``level_sampler``) and
+select-then-confirm through a whole run; the README's claim run from an empty directory outside this repository."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from test_plugin import CONFTEST, PLUGIN, QUIET, REPO, run, saved
+
+pytest_plugins = ["pytester"]
+
+FAKE_SAMPLER = """
+
+    @pytest.fixture(scope="session")
+    def level_sampler():
+        def draw(seeds, n, *, where=None, mode="easy"):
+            return [(seeds, n, mode)]
+        return draw
+"""
+
+
+@pytest.fixture
+def claims(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST + FAKE_SAMPLER)
+    return pytester
+
+
+def test_the_selected_unit_lands_in_the_run_report(claims):
+    claims.makepyfile(
+        """
+        from conftest import declare
+
+        @declare("CH-chosen", selected_on="selection")
+        def test_chooses(claim, interval):
+            claim.select(channel=6)
+            claim.check(interval(0.2, 0.3))
+
+        @declare("CH-forgot", selected_on="selection")
+        def test_forgets_to_select(claim, interval):
+            claim.check(interval(0.2, 0.3))
+        """
+    )
+    result = run(claims, "--claims-run", "r1")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["CH-chosen*SUPPORTED*channel=6"])
+    data = saved(claims)
+    rows = {r["id"]: r for r in data["claims"]}
+    assert (rows["CH-chosen"]["selected_on"], rows["CH-chosen"]["selected"]) == ("selection", {"channel": 6})
+    assert rows["CH-forgot"]["verdict"] == "error" and "selected nothing" in rows["CH-forgot"]["message"]
+    assert data["run"]["seed_ranges"] == ["confirm", "selection"]
+
+
+def test_sample_levels_defaults_to_the_declaration_and_keeps_to_its_ranges(claims):
+    claims.makepyfile(
+        """
+        import pytest
+        from conftest import declare
+        from harness.errors import ClaimError, SamplingError
+
+        @declare("S-select", selected_on="selection")
+        def test_selecting_claim(claim, interval, sample_levels):
+            assert sample_levels() == [("confirm", 64, "easy")]
+            assert sample_levels("selection", mode="hard") == [("selection", 64, "hard")]
+            assert sample_levels(n=8) == [("confirm", 8, "easy")]
+            with pytest.raises(ClaimError, match="may draw only from its seeds='confirm' and selected_on='selection'"):
+                sample_levels("calibration")
+            claim.select(channel=1)
+            claim.check(interval(0.2, 0.3))
+
+        @declare("S-plain")
+        def test_plain_claim(claim, interval, sample_levels):
+            assert sample_levels("calibration", 3) == [("calibration", 3, "easy")]
+            claim.check(interval(0.2, 0.3))
+
+        def test_without_a_claim(sample_levels):
+            assert sample_levels("calibration", 3) == [("calibration", 3, "easy")]
+            with pytest.raises(SamplingError, match="needs seeds and n"):
+                sample_levels(n=3)
+        """
+    )
+    run(claims).assert_outcomes(passed=3)
+
+
+def test_level_sampler_draws_with_the_run_sampling_seed(pytester):
+    pytester.makepyfile(
+        """
+        from harness.heist.sampling import sample_levels as draw_levels
+
+        def test_draw(level_sampler, sample_levels):
+            want = [lv.current_level_seed for lv in draw_levels("selection", 3, seed=5)]
+            assert [lv.current_level_seed for lv in level_sampler("selection", 3)] == want
+            assert [lv.current_level_seed for lv in sample_levels("selection", 3)] == want
+        """
+    )
+    run(pytester, "--sampling-seed", "5").assert_outcomes(passed=1)
+
+
+def test_models_without_a_path_fail_naming_the_option(pytester):
+    pytester.makepyfile("def test_policy(policy):\n    pass\n\ndef test_saes(saes):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines_random(
+        ["*no policy to test: pass --policy PATH*", "*no SAEs to test: pass --sae SITE=PATH*"]
+    )
+    missing = run(pytester, "--policy", "nowhere.pt", "--sae", "conv3a=gone.pt")
+    missing.stdout.fnmatch_lines_random(
+        ["*policy checkpoint *nowhere.pt does not exist*", "*SAE checkpoints missing: conv3a=*gone.pt*"]
+    )
+
+
+def test_ini_defaults_are_relative_to_the_ini_file(pytester):
+    pytester.makeini(
+        """
+        [pytest]
+        heist_policy = models/agent.pt
+        heist_saes = conv3a=models/a.pt conv4a=models/b.pt
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_options(claims_options, pytestconfig):
+            ini_dir, here = pytestconfig.inipath.parent, pytestconfig.invocation_params.dir
+            assert claims_options.policy == ini_dir / "models" / "agent.pt"
+            assert dict(claims_options.saes) == {"conv3a": ini_dir / "models/a.pt", "conv4a": here / "mine.pt"}
+        """
+    )
+    run(pytester, "--sae", "conv4a=mine.pt").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nheist_saes = conv3a\n")
+    bad = run(pytester)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*heist_saes 'conv3a': give SITE=PATH*"])
+
+
+def readme_claim(n: int) -> str:
+    """The example claim of the README's section "Writing a claim", with its n replaced."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Writing a claim"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    assert re.search(r"\bn=\d+", code), "the README's claim declares no n"
+    return re.sub(r"\bn=\d+", f"n={n}", code)
+
+
+def test_the_readme_claim_runs_outside_the_repository(tmp_path):
+    assert not tmp_path.resolve().is_relative_to(REPO)
+    (tmp_path / "test_readme_claim.py").write_text(readme_claim(n=16), encoding="utf-8")
+    policy = REPO / "fixtures" / "agents" / "customcnn_bc" / "policy.pt"
+    # --policy=PATH, not --policy PATH: pytest picks its rootdir before plugins add options, so a separate PATH
+    # would be read as a test path and make this repository the rootdir (pytest issue 8846)
+    command = [sys.executable, "-m", "pytest", *PLUGIN, *QUIET, f"--policy={policy}", "--claims-run", "readme"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # where the package is not installed; the same copy where it is
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: a refuted claim fails its test
+    (row,) = json.loads((tmp_path / "reports" / "readme" / "claims.json").read_text())["claims"]
+    assert row["verdict"] in ("supported", "refuted", "inconclusive"), row["message"]
+    assert row["n"] == 16 and len(row["checksums"]["policy"]) == 64
