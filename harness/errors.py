@@ -56,3 +56,17 @@ class SAEError(HarnessError, ValueError):
 
 class ActionError(HarnessError, ValueError):
     """An action or direction name that Heist does not have; the message lists the valid ones."""
+
+
+class EngineError(HarnessError, ValueError):
+    """An engine pool was asked for what it cannot do (unknown distribution mode, pool size or level seed out of
+    range, more episodes than engines, something other than a HeistLevel); the message says what it accepts."""
+
+
+class RenderWorkerError(HarnessError, RuntimeError):
+    """The render worker process died or stopped answering; the message carries its exit status and stderr."""
+
+
+class RolloutError(HarnessError, ValueError):
+    """Episodes were requested inconsistently (no levels, snapshot steps not one per level, max_steps outside
+    1..1000)."""

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from harness.errors import EngineError, RenderWorkerError
+from harness.heist.actions import Action
+from harness.heist.engine import (MODES, WORKER_MIN_LEVELS, EnginePool, generate, render, render_hires,
+                                  shared_pool)
 from harness.heist.levels import Entity, HeistLevel
 from harness.heist.oracle import oracle_action, shortest_path
-from harness.heist.engine import MODES, OBS_SIZE, WORKER_MIN_LEVELS, EnginePool, generate, render, render_hires, shared_pool
-from harness.heist.engine_worker import RenderWorkerError
+from harness.heist.procgen_env import OBS_SIZE
 from harness.heist.sampling import seed_range
 from harness.heist.strategies import POOL_SIZE, counterfactual_pairs, differing_parts, pool_level
 
@@ -186,10 +189,10 @@ def test_a_finished_episode_is_not_continued_on_the_regenerated_level():
     regenerated = pool.env.observe()[1]["rgb"][0]
     assert (episodes.observe()[0] == last_frame).all() and (regenerated != last_frame).any()
     steps = episodes.steps[0]
-    episodes.step(np.array([4, 4]))
+    episodes.step(np.array([Action.NOOP, Action.NOOP]))
     assert (episodes.observe()[0] == last_frame).all() and episodes.steps[0] == steps and not episodes.active[0]
 
 
 def test_the_render_worker_renders_observations_only():
-    with pytest.raises(ValueError, match="64x64 observations only"):
+    with pytest.raises(EngineError, match="64x64 observations only"):
         EnginePool(mode="easy", size=4, hires=True, render_worker=True)

@@ -68,3 +68,5 @@ CARDINAL = (Action.UP, Action.DOWN, Action.LEFT, Action.RIGHT)
 """The four moves along one axis, in the oracle's order."""
 DIRECTIONS = tuple(a.direction for a in Action if a.is_move)
 """Every direction an action moves in: four cardinal, four diagonal."""
+FORCE_RESET = -1
+"""Not an action of the policy: the engine's step treats -1 as "end the episode now" (how pools regenerate a level)."""

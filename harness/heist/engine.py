@@ -1,4 +1,4 @@
-"""Levels to pixels and episodes through the real procgen engine; the only module that makes engines.
+"""Levels to pixels and episodes through the real procgen engine (made by :mod:`harness.heist.procgen_env`).
 
 An :class:`EnginePool` owns a fixed number of engine instances of one distribution mode and reuses them:
 setting a state re-renders it at once (no step needed), so rendering N levels is N ``set_state`` calls and one
@@ -14,29 +14,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import warnings
 from collections import deque
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from harness.errors import LevelFormatError
-from harness.heist.levels import HeistLevel, RandomState
-from harness.heist.engine_worker import CHUNK, SLOTS, RenderWorker, RenderWorkerError
+from harness.errors import ActionError, EngineError, LevelFormatError, RenderWorkerError
+from harness.heist.actions import FORCE_RESET, Action
+from harness.heist.codec import RandomState
+from harness.heist.engine_worker import CHUNK, SLOTS, RenderWorker
+from harness.heist.levels import HeistLevel
+from harness.heist.procgen_env import HIRES_SIZE, MODES, OBS_SIZE, make_env
 
-OBS_SIZE = 64
-HIRES_SIZE = 512
-FORCE_RESET = -1  # Game::step treats action -1 as "end the episode now"
-MODES = ("easy", "hard")
 WORKER_MIN_LEVELS = 256  # the render worker takes about a second to start; it pays off from a few hundred levels
-
-
-def _make_env(num: int, mode: str, hires: bool):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from procgen import ProcgenGym3Env
-    kwargs = {"render_mode": "rgb_array"} if hires else {}
-    return ProcgenGym3Env(num=num, env_name="heist", distribution_mode=mode, start_level=0, num_levels=0, **kwargs)
 
 
 class EnginePool:
@@ -46,13 +36,13 @@ class EnginePool:
         """``render_worker``: share renders of ``WORKER_MIN_LEVELS`` or more levels with a second process
         (:mod:`harness.heist.engine_worker`), started on first use; worth it with two or more free cores."""
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise EngineError(f"mode must be one of {MODES}, got {mode!r}")
         if not 1 <= size <= 1024:
-            raise ValueError(f"size must be in 1..1024, got {size}")
+            raise EngineError(f"size must be in 1..1024, got {size}")
         if hires and render_worker:
-            raise ValueError("the render worker renders 64x64 observations only; pass hires=False or render_worker=False")
+            raise EngineError("the render worker renders 64x64 observations only; pass hires=False or render_worker=False")
         self.mode, self.size, self.hires, self.render_worker = mode, size, hires, render_worker
-        self.env = _make_env(size, mode, hires)
+        self.env = make_env(size, mode, hires=hires)
         self._worker: RenderWorker | None = None
 
     # ------------------------------------------------------------------------------------- states
@@ -62,7 +52,7 @@ class EnginePool:
     def _check_mode(self, levels: Sequence[HeistLevel]) -> None:
         for i, level in enumerate(levels):
             if not isinstance(level, HeistLevel):
-                raise TypeError(f"levels[{i}] is a {type(level).__name__}, expected a HeistLevel")
+                raise EngineError(f"levels[{i}] is a {type(level).__name__}, expected a HeistLevel")
             if level.distribution_mode != self.mode:
                 raise LevelFormatError(f"levels[{i}] is a {level.distribution_mode} level; this pool renders {self.mode}")
 
@@ -120,7 +110,7 @@ class EnginePool:
     def render_hires(self, levels: Sequence[HeistLevel]) -> np.ndarray:
         """uint8 (N, 512, 512, 3) pictures for reports (needs a pool made with ``hires=True``)."""
         if not self.hires:
-            raise ValueError("this pool was made without hires=True; use render_hires(levels) from harness.heist.engine")
+            raise EngineError("this pool was made without hires=True; use render_hires(levels) from harness.heist.engine")
         self._check_mode(levels)
         out = np.empty((len(levels), HIRES_SIZE, HIRES_SIZE, 3), dtype=np.uint8)
         for start, chunk in self._chunks(levels):
@@ -135,7 +125,7 @@ class EnginePool:
         """The freshly generated level of each seed, as a new episode would start on it."""
         seeds = [int(s) for s in seeds]
         if any(not 0 <= s < 2**31 - 1 for s in seeds):
-            raise ValueError("level seeds must lie in 0 .. 2**31 - 2")
+            raise EngineError("level seeds must lie in 0 .. 2**31 - 2")
         levels: list[HeistLevel] = []
         template = HeistLevel.from_bytes(self.env.callmethod("get_state")[0])
         for _, chunk in self._chunks(seeds):
@@ -173,7 +163,7 @@ class Episodes:
     def __init__(self, pool: EnginePool, levels: Sequence[HeistLevel]):
         pool._check_mode(levels)
         if not 1 <= len(levels) <= pool.size:
-            raise ValueError(f"a pool of {pool.size} engines runs 1..{pool.size} episodes at once, got {len(levels)}")
+            raise EngineError(f"a pool of {pool.size} engines runs 1..{pool.size} episodes at once, got {len(levels)}")
         self.pool, self.n = pool, len(levels)
         for i, level in enumerate(levels):
             pool._set(i, level.as_episode_start().to_bytes())
@@ -202,11 +192,11 @@ class Episodes:
         """Act in every active episode; returns the boolean mask of episodes that ended on this step."""
         actions = np.asarray(actions)
         if actions.shape != (self.n,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be an int array of shape ({self.n},), got {actions.dtype} {actions.shape}")
-        if ((actions < 0) | (actions > 14)).any():
-            raise ValueError("actions must lie in 0..14")
-        full = np.full(self.pool.size, 4, dtype=np.int32)
-        full[:self.n] = np.where(self.active, actions, 4)
+            raise ActionError(f"actions must be an int array of shape ({self.n},), got {actions.dtype} {actions.shape}")
+        if ((actions < 0) | (actions >= len(Action))).any():
+            raise ActionError(f"actions must lie in 0..{len(Action) - 1}")
+        full = np.full(self.pool.size, Action.NOOP, dtype=np.int32)  # slots past n, and finished episodes, idle
+        full[:self.n] = np.where(self.active, actions, Action.NOOP)
         self.pool.env.act(full)
         reward, obs, first = self.pool.env.observe()
         ended = self.active & first[:self.n]

@@ -26,19 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.errors import RenderWorkerError
+from harness.heist.procgen_env import OBS_SIZE, make_env
+
 CHUNK = 32  # levels per request: small enough to balance the two processes well, large enough to amortise
 SLOTS = 2  # one chunk rendering, one waiting
 STATE_BYTES = 65536  # room per state (generated states are about 22 KB); larger chunks are rendered locally
-FRAME_BYTES = 64 * 64 * 3
+FRAME_BYTES = OBS_SIZE * OBS_SIZE * 3
 SLOT_IN = CHUNK * STATE_BYTES
 SLOT_BYTES = SLOT_IN + CHUNK * FRAME_BYTES
 REQUEST = struct.Struct("<II")  # slot, number of states; followed by that many uint32 lengths
 ANSWER = struct.Struct("<I")  # slot
 ANSWER_TIMEOUT_S = 60.0  # a chunk takes about 10 ms; a minute of silence means the worker is stuck
-
-
-class RenderWorkerError(RuntimeError):
-    """The render worker process died or stopped answering; the message carries its exit status and stderr."""
 
 
 class RenderWorker:
@@ -117,9 +116,7 @@ def _stop(proc: subprocess.Popen, shared: mmap.mmap, stderr) -> None:
 
 def serve(fd: str, mode: str) -> None:
     """Worker side: render requests from stdin until it closes."""
-    from harness.heist.engine import _make_env
-
-    env = _make_env(CHUNK, mode, hires=False)
+    env = make_env(CHUNK, mode)
     shared = mmap.mmap(int(fd), SLOTS * SLOT_BYTES)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while header := requests.read(REQUEST.size):
