@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +17,8 @@ from harness.lenses.sae import (
     ConvSAEConfig,
     TopKSAE,
     TopKSAEConfig,
-    TrainingConfig,
     action_agreement,
-    agent_frames,
     build_sae,
-    collect_frames,
     dead_fraction,
     dense_fraction,
     firing_rates,
@@ -29,13 +27,13 @@ from harness.lenses.sae import (
     l0,
     latent_maxima,
     load_sae,
-    main,
-    normalising_scale,
     save_sae,
     spliced,
-    train_sae,
+    training_record,
 )
 from harness.policy.sites import Site, sites
+from harness.training.sae import SAETrainingConfig, main, train_sae
+from harness.training.sae_data import agent_frames, collect_frames, normalising_scale
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +130,27 @@ def test_configs_validate_and_are_frozen(bad):
 
 
 # ------------------------------------------------------------------------------------------------ loading
+SHIPPED_SAES = sorted(Path(__file__).resolve().parents[1].glob("fixtures/saes/*/sae.pt"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SAES, ids=lambda p: p.parent.name)
+def test_shipped_checkpoints_load_bit_identically(path, tmp_path):
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    sae = load_sae(path)
+    assert sae.config.to_dict() == stored["config"] and not sae.training
+    assert sae.state_dict().keys() == stored["model_state_dict"].keys()
+    for name, weight in sae.state_dict().items():
+        assert torch.equal(weight, stored["model_state_dict"][name]), name
+    save_sae(sae, tmp_path / "again.pt", training=training_record(path))
+    again = torch.load(tmp_path / "again.pt", map_location="cpu", weights_only=True)
+    assert again["training"] == stored["training"] and again["config"] == stored["config"]
+    assert all(torch.equal(again["model_state_dict"][k], v) for k, v in stored["model_state_dict"].items())
+
+
+def test_there_are_shipped_checkpoints_to_check():
+    assert [p.parent.name for p in SHIPPED_SAES] == ["customcnn_bc_conv3a", "customcnn_bc_conv4a"]
+
+
 def test_researcher_checkpoint_loads_with_the_site_passed(tmp_path, sae):
     optimizer = torch.optim.Adam(sae.parameters())
     sae(torch.randn(1, 32, 2, 2)).sum().backward()
@@ -270,8 +289,8 @@ def test_training_lowers_the_loss_and_normalises_inputs():
     assert (data * scale).square().sum(1).mean() == pytest.approx(8.0, rel=1e-4)
     torch.manual_seed(0)
     sae = build_sae(ConvSAEConfig(site="conv3a", channels=8, expansion=2, l1=1e-3, scale=scale))
-    result = train_sae(sae, data, training=TrainingConfig(steps=150, batch_size=256, lr=3e-3, log_every=50,
-                                                          resample_every=None), log=quiet)
+    result = train_sae(sae, data, training=SAETrainingConfig(steps=150, batch_size=256, lr=3e-3, log_every=50,
+                                                             resample_every=None), log=quiet)
     assert [row["step"] for row in result.history] == [50, 100, 150]
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
     with torch.no_grad():
@@ -288,8 +307,8 @@ def test_resampling_revives_a_dead_latent(resample_every, config):
     sae = build_sae(dataclasses.replace(config, scale=normalising_scale(data)))
     with torch.no_grad():
         sae.conv_enc.bias[0] = -100.0  # latent 0 never fires
-    result = train_sae(sae, data, training=TrainingConfig(steps=60, batch_size=128, resample_every=resample_every,
-                                                          log_every=60), log=quiet)
+    result = train_sae(sae, data, training=SAETrainingConfig(steps=60, batch_size=128, resample_every=resample_every,
+                                                             log_every=60), log=quiet)
     with torch.no_grad():
         fires = bool(firing_rates(sae.encode(data))[0] > 0)
     assert fires == (resample_every is not None)
@@ -299,7 +318,7 @@ def test_resampling_revives_a_dead_latent(resample_every, config):
 def test_training_refuses_rows_of_the_wrong_width():
     sae = build_sae(ConvSAEConfig(site="conv3a", channels=8))
     with pytest.raises(SAEError, match=r"rows \(P >= 1, 8\)"):
-        train_sae(sae, torch.zeros(10, 4), training=TrainingConfig(steps=1), log=quiet)
+        train_sae(sae, torch.zeros(10, 4), training=SAETrainingConfig(steps=1), log=quiet)
 
 
 # ------------------------------------------------------------------------------------------------ data and commands
@@ -336,8 +355,8 @@ def test_train_and_card_commands_end_to_end(tmp_path, capsys):
     assert "step 4/4" in capsys.readouterr().out
     main(["card", "--policy", str(tmp_path / "policy.pt"), "--sae", str(out), "--frames", "8", "--levels", "2",
           "--max-steps", "2"])
-    card = out.with_suffix(".card.md").read_text()
-    assert "python -m harness.lenses.sae train --policy" in card and "TopK, k=4" in card
+    card = (out.parent / "card.md").read_text()
+    assert "python -m harness.training.sae train --policy" in card and "TopK, k=4" in card
     assert f"**training threads**: {torch.get_num_threads()} " in card
     for row in ("L0", "fraction of variance unexplained", "dead latents", "SAE, no error term", "zero ablation",
                 "mean ablation"):
