@@ -70,3 +70,17 @@ class RenderWorkerError(HarnessError, RuntimeError):
 class RolloutError(HarnessError, ValueError):
     """Episodes were requested inconsistently (no levels, snapshot steps not one per level, max_steps outside
     1..1000)."""
+
+
+class PPOConfigError(HarnessError, ValueError):
+    """A PPO setting is inconsistent (batch not divisible into minibatches, levels outside the training range,
+    an init checkpoint of another architecture, CUDA asked for where there is none)."""
+
+
+class ImitationConfigError(HarnessError, ValueError):
+    """An imitation setting is out of its range (a share outside [0, 1], a count below its minimum)."""
+
+
+class TrainingInputError(HarnessError, ValueError):
+    """Arrays given to a trainer's function do not fit together (rollout rewards, values and episode ends of
+    different shapes); the message gives the shapes."""

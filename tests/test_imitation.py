@@ -1,12 +1,15 @@
 """Imitation: a tiny schedule runs end to end, learns on labelled frames, and saves a loadable agent."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from harness.training.imitation import MULTI_LOCK, ImitationConfig, ImitationConfigError, _LevelStream, main, part_played
+import harness.training.imitation as imitation
+from harness.errors import ImitationConfigError
+from harness.training.imitation import MULTI_LOCK, ImitationConfig, _LevelStream, main, part_played
 from harness.policy.models import CustomCNN, load_policy
 from harness.heist.oracle import guide
 from harness.policy.rollouts import oracle_chooser, play
@@ -68,8 +71,49 @@ def test_a_multi_lock_share_of_one_draws_only_levels_with_several_locks_and_zero
     assert 0.6 < share < 0.9  # half from the multi-lock queue, and about half of the others have several locks
 
 
-def test_shares_outside_zero_to_one_are_refused():
-    with pytest.raises(ImitationConfigError, match="multi_lock_share"):
-        ImitationConfig(multi_lock_share=1.5)
-    with pytest.raises(ImitationConfigError, match="part_played"):
+@pytest.mark.parametrize("bad, needle", [({"multi_lock_share": 1.5}, "multi_lock_share"),
+                                         ({"oracle_mix": (0.5, -0.1)}, "oracle_mix"),
+                                         ({"engines": 0}, "engines"), ({"iterations": -1}, "iterations")])
+def test_settings_outside_their_range_are_refused(bad, needle):
+    with pytest.raises(ImitationConfigError, match=needle):
+        ImitationConfig(**bad)
+
+
+def test_a_bad_setting_on_the_command_line_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
         main(["--out", "unused.pt", "--part-played", "-0.1"])
+    assert "part_played is a share and must lie in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.fixture
+def parsed(monkeypatch):
+    """Runs ``main`` with training replaced by recording the config it was given."""
+    configs = []
+    monkeypatch.setattr(imitation, "train", lambda cfg, out: configs.append((cfg, out)) or {})
+    return configs
+
+
+def test_every_config_field_has_its_flag(parsed):
+    main(["--out", "a.pt"])
+    assert parsed[0][0] == ImitationConfig()  # no flag: every default
+    flags = {"seed": "3", "mode": "hard", "iterations": "2", "expert_frames": "9", "frames_per_iteration": "8",
+             "expert_noise": "0.1", "oracle_mix": ["0.5", "0.2", "0.1"], "steps_per_iteration": "7",
+             "batch_size": "6", "lr": "0.01", "value_coef": "0.2", "aux_coef": "0.3", "field_coef": "0.4",
+             "gamma": "0.9", "max_episode_steps": "5", "engines": "4", "argmax_share": "0.25", "bf16": None,
+             "time_budget_minutes": "1.5", "seed_range": "selection", "init": "b.pt", "part_played": "0.6",
+             "multi_lock_share": "0.7"}
+    assert set(flags) == {f.name for f in dataclasses.fields(ImitationConfig)}
+    argv = ["--out", "a.pt"]
+    for name, value in flags.items():
+        option = f"--{name.replace('_', '-')}"
+        argv += [f"--no-{option[2:]}"] if value is None else [option, *([value] if isinstance(value, str) else value)]
+    main(argv)
+    cfg = parsed[1][0]
+    assert cfg.oracle_mix == (0.5, 0.2, 0.1) and cfg.mode == "hard" and cfg.bf16 is False
+    assert cfg.lr == 0.01 and cfg.engines == 4 and cfg.seed_range == "selection" and cfg.init == "b.pt"
+    assert all(getattr(cfg, f.name) != f.default for f in dataclasses.fields(ImitationConfig))
+
+
+def test_oracle_mix_can_be_left_empty(parsed):
+    main(["--out", "a.pt", "--oracle-mix"])
+    assert parsed[0][0].oracle_mix == ()  # the network plays alone from iteration 1 on

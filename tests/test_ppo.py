@@ -5,18 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from harness.errors import PPOConfigError, TrainingInputError
 from harness.policy.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy
-from harness.training.ppo import (
-    EpisodeTracker,
-    PPOConfig,
-    PPOConfigError,
-    RewardNormalizer,
-    compute_gae,
-    log_path,
-    main,
-    ppo_loss,
-    train,
-)
+from harness.training.ppo import PPOConfig, log_path, main, train
+from harness.training.ppo_pieces import EpisodeTracker, RewardNormalizer, compute_gae, ppo_loss
 
 TINY = dict(num_envs=4, num_steps=16, total_steps=128, epochs=1, minibatches=2, device="cpu", env_threads=1,
             architecture="custom_cnn", seed=0)
@@ -92,7 +84,7 @@ def test_gae_with_lambda_1_is_the_discounted_return_minus_the_value():
 
 
 def test_gae_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"\(T, N\)"):
+    with pytest.raises(TrainingInputError, match=r"\(T, N\)"):
         compute_gae(np.zeros((4, 2)), np.zeros((4, 2)), np.zeros((4, 3)), np.zeros(2), gamma=0.99, lam=0.95)
 
 

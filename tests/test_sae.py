@@ -13,8 +13,10 @@ from harness.policy.runner import run
 from harness.lenses.sae import (
     DEAD_FREQUENCY,
     DENSE_FREQUENCY,
+    SAE,
     ConvSAE,
     ConvSAEConfig,
+    SAEConfig,
     TopKSAE,
     TopKSAEConfig,
     action_agreement,
@@ -116,6 +118,13 @@ def test_topk_passes_exactly_the_k_largest_latents():
     with torch.no_grad():
         topk.conv_enc.bias.fill_(0.0)
         assert ((topk.encode(x) > 0).sum(1) <= 3).all()
+
+
+def test_the_base_classes_are_refused_with_the_names_to_use():
+    with pytest.raises(SAEError, match="ConvSAEConfig or TopKSAEConfig"):
+        SAEConfig(site="conv3a", channels=8)
+    with pytest.raises(SAEError, match="build_sae"):
+        SAE(ConvSAEConfig(site="conv3a", channels=8))
 
 
 @pytest.mark.parametrize("bad", [{"k": 0}, {"k": 33}, {"expansion": 0}, {"scale": -1.0}, {"site": ""}])

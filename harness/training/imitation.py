@@ -9,9 +9,11 @@ cells and the first step toward the target from every cell.  Levels come from th
 with ``--part-played`` a share of the episodes starts part-way through its level (:func:`part_played`).
 
     python -m harness.training.imitation --out fixtures/agents/customcnn_bc/policy.pt
-    python -m harness.training.imitation --out continued.pt --init fixtures/agents/customcnn_bc/policy.pt   # continue training
+    python -m harness.training.imitation --out continued.pt --init fixtures/agents/customcnn_bc/policy.pt  # continued
 
-prints progress lines with rates and ETA, and saves the weights (a plain state_dict) after every iteration.
+prints progress lines with rates and ETA, and saves the weights (a plain state_dict) after every iteration.  Every
+field of :class:`ImitationConfig` has its flag (``--oracle-mix 0.25 0.1`` for a tuple; ``--help`` lists them with
+their defaults).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.errors import HarnessError
-from harness.heist.levels import COLOURS, HeistLevel
-from harness.policy.models import CustomCNN, load_policy, orthogonal_init, preprocess
-from harness.heist.oracle import NO_STEP, ON_TARGET, STEP_CLASSES, current_target, first_steps, oracle_action
+from harness.errors import CheckpointError, ImitationConfigError
 from harness.heist.engine import EnginePool
-from harness.heist.sampling import draw_seeds
+from harness.heist.levels import COLOURS, HeistLevel
+from harness.heist.oracle import NO_STEP, ON_TARGET, STEP_CLASSES, current_target, first_steps, oracle_action
+from harness.heist.procgen_env import MODES
+from harness.heist.sampling import SEED_RANGES, draw_seeds
+from harness.policy.models import CustomCNN, load_policy, orthogonal_init, preprocess
+from harness.training import progress
+from harness.training.flags import add_config_flags, config_from_args
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,10 +103,14 @@ class ImitationConfig:
         for name in ("expert_noise", "argmax_share", "part_played", "multi_lock_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ImitationConfigError(f"{name} is a share and must lie in [0, 1], got {getattr(self, name)}")
-
-
-class ImitationConfigError(HarnessError, ValueError):
-    """An imitation setting is out of its range."""
+        if not all(0 <= share <= 1 for share in self.oracle_mix):
+            raise ImitationConfigError(f"oracle_mix holds shares, one per DAgger iteration, each in [0, 1]; got "
+                                       f"{self.oracle_mix}")
+        minimum = {"iterations": 0, "expert_frames": 1, "frames_per_iteration": 1, "steps_per_iteration": 1,
+                   "batch_size": 1, "max_episode_steps": 1, "engines": 1}
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise ImitationConfigError(f"{name} must be at least {least}, got {getattr(self, name)}")
 
 
 MULTI_LOCK = 2
@@ -133,10 +142,6 @@ class _Dataset:
             self.steps[row, :steps.shape[0], :steps.shape[1]] = steps
         self.size += len(obs)
         return idx
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 class _LevelStream:
@@ -279,11 +284,10 @@ def train_steps(model: CustomCNN, aux: _AuxiliaryHeads, opt: torch.optim.Optimiz
         if step % 200 == 0 or step == steps:
             rate = seen / (time.time() - t0)
             eta = (steps - step) * cfg.batch_size / rate
-            _log(f"{label} step {step}/{steps} action-CE {np.mean(losses[-200:]):.3f} "
-                 f"acc {np.mean(accs[-200:]):.3f} value-MSE {loss_v.item():.3f} cells-CE {loss_cells.item():.2f} "
-                 f"steps-CE {loss_steps.item():.2f} | "
-                 f"{rate:.0f} frames/s | "
-                 f"ETA {eta / 60:.1f} min")
+            progress.log(f"{label} step {step}/{steps} action-CE {np.mean(losses[-200:]):.3f} "
+                         f"acc {np.mean(accs[-200:]):.3f} value-MSE {loss_v.item():.3f} "
+                         f"cells-CE {loss_cells.item():.2f} steps-CE {loss_steps.item():.2f} | "
+                         f"{rate:.0f} frames/s | ETA {eta / 60:.1f} min")
     model.eval()
     return {"action_ce": float(np.mean(losses[-200:])), "accuracy": float(np.mean(accs[-200:]))}
 
@@ -318,9 +322,9 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
             mix = cfg.oracle_mix[it - 1] if it - 1 < len(cfg.oracle_mix) else 0.0
             stats = collect(model, data, levels, pool, frames=cfg.frames_per_iteration, oracle_prob=mix, noise=0.0,
                             cfg=cfg, rng=rng)
-        _log(f"iteration {it}: collected {stats['frames']} frames in {time.time() - t0:.0f}s "
-             f"(oracle share {mix:.2f}); episodes {stats['episodes']}, success {stats['success_rate']:.3f}; "
-             f"data set {data.size} frames")
+        progress.log(f"iteration {it}: collected {stats['frames']} frames in {time.time() - t0:.0f}s "
+                     f"(oracle share {mix:.2f}); episodes {stats['episodes']}, success {stats['success_rate']:.3f}; "
+                     f"data set {data.size} frames")
         fit = train_steps(model, aux, opt, sched, data, steps=cfg.steps_per_iteration, cfg=cfg, rng=rng,
                           label=f"iteration {it}/{cfg.iterations}")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -331,27 +335,25 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
         log["wall_minutes"] = round(elapsed, 2)
         log["gradient_steps"] = len(log["iterations"]) * cfg.steps_per_iteration
         log_path(out).write_text(json.dumps(log, indent=2))  # after every iteration, so a cut run keeps its record
-        _log(f"saved {out} and its log after iteration {it} ({elapsed:.1f} min elapsed)")
+        progress.log(f"saved {out} and its log after iteration {it} ({elapsed:.1f} min elapsed)")
         if elapsed > cfg.time_budget_minutes and it < cfg.iterations:
-            _log(f"time budget of {cfg.time_budget_minutes} min reached; stopping after iteration {it}")
+            progress.log(f"time budget of {cfg.time_budget_minutes} min reached; stopping after iteration {it}")
             break
     return log
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where to save the state_dict")
-    for f, default in ImitationConfig().__dict__.items():
-        if isinstance(default, bool):
-            parser.add_argument(f"--{f.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=default)
-        elif isinstance(default, (int, float, str)):
-            parser.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
+    add_config_flags(parser, ImitationConfig, choices={"mode": list(MODES), "seed_range": sorted(SEED_RANGES)})
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
-    cfg = ImitationConfig(**args)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    train(cfg, out)
-    _log(f"done: {out}, log {log_path(out)}")
+    try:
+        train(config_from_args(ImitationConfig, args), out)
+    except (ImitationConfigError, CheckpointError) as exc:  # raised before any training: a usage error
+        parser.error(str(exc))
+    progress.log(f"done: {out}, log {log_path(out)}")
 
 
 if __name__ == "__main__":

@@ -6,62 +6,48 @@ and rewards scaled by a running estimate of the std of the discounted return (as
 Levels come from the ``training`` seed range of :mod:`harness.heist.sampling` only.  A run takes a few hours on one
 GPU; on CPU it is for smoke tests.
 
-    python -m harness.training.ppo --out fixtures/agents/impala_ppo.pt --device cuda
-    python -m harness.training.ppo --out fixtures/agents/customcnn_bc_ppo.pt --architecture custom_cnn \\
+    python -m harness.training.ppo --out fixtures/agents/impala_ppo/policy.pt --device cuda
+    python -m harness.training.ppo --out fixtures/agents/customcnn_bc_ppo/policy.pt --architecture custom_cnn \\
         --init fixtures/agents/customcnn_bc/policy.pt --device cuda
 
 prints one progress line per update (steps/s, ETA, mean return and success rate over recent episodes, losses)
 and saves the weights (a plain state_dict that :func:`harness.policy.models.load_policy` reads) and a JSON log
-(``<out>.train.json``) every ``checkpoint_every`` updates and at the end.
+(``<out>.train.json``, e.g. ``policy.train.json`` beside ``policy.pt``) every ``checkpoint_every`` updates and at
+the end.  Every field of :class:`PPOConfig` has its flag (``--help`` lists them with their defaults).
 
-Unlike cleanrl's ``ppo_procgen.py``, every piece is an importable function (:func:`compute_gae`,
-:func:`ppo_loss`, :func:`train`) and the network sees frames only through :func:`harness.policy.models.preprocess`.
+Unlike cleanrl's ``ppo_procgen.py``, every piece is an importable function (:func:`train` here; GAE, the loss,
+reward normalisation and episode bookkeeping in :mod:`harness.training.ppo_pieces`) and the network sees frames
+only through :func:`harness.policy.models.preprocess`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
-import inspect
 import io
 import json
-import math
 import sys
 import time
 import warnings
-from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.distributions import Categorical
 
-from harness.errors import CheckpointError, HarnessError
-from harness.policy.models import ARCHITECTURES, checkpoint_sha256, load_policy, preprocess
+from harness.errors import CheckpointError, PPOConfigError
+from harness.heist.procgen_env import MODES
 from harness.heist.sampling import seed_range
+from harness.policy.models import ARCHITECTURES, checkpoint_sha256, load_policy, preprocess
+from harness.training import progress
+from harness.training.flags import add_config_flags, config_from_args
+from harness.training.ppo_pieces import EpisodeTracker, RewardNormalizer, compute_gae, ppo_loss
 
-__all__ = [
-    "EpisodeTracker",
-    "PPOConfig",
-    "PPOConfigError",
-    "PPOLoss",
-    "RewardNormalizer",
-    "compute_gae",
-    "log_path",
-    "main",
-    "ppo_loss",
-    "train",
-]
+__all__ = ["PPOConfig", "log_path", "main", "train"]
 
 _TRAINING = seed_range("training")
-_MODES = ("easy", "hard")
-
-
-class PPOConfigError(HarnessError, ValueError):
-    """A PPO setting is inconsistent (batch not divisible into minibatches, levels outside the training range...)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,8 +119,8 @@ class PPOConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PPOConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.distribution_mode not in _MODES:
-            raise PPOConfigError(f"distribution_mode must be one of {_MODES}, got {self.distribution_mode!r}")
+        if self.distribution_mode not in MODES:
+            raise PPOConfigError(f"distribution_mode must be one of {MODES}, got {self.distribution_mode!r}")
         if self.architecture not in ARCHITECTURES:
             raise PPOConfigError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
         if self.batch_size % self.minibatches:
@@ -172,158 +158,6 @@ class PPOConfig:
         return self.total_steps // self.batch_size
 
 
-# ----------------------------------------------------------------------------------------------- pieces
-
-
-def compute_gae(rewards: Tensor | np.ndarray, values: Tensor | np.ndarray, dones: Tensor | np.ndarray,
-                last_value: Tensor | np.ndarray, *, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimates and value targets for a rollout of ``T`` steps of ``N`` environments.
-
-    ``rewards[t]``, ``values[t]`` (shape ``(T, N)``): the reward of the action taken at step ``t`` and the value of
-    the observation it was taken in.  ``dones[t]``: that action ended the episode, so the next observation
-    starts a new one (gym3's ``first`` flag of step ``t + 1``).  ``last_value`` ``(N,)``: the value of the
-    observation after the last step.  With ``m_t = 1 - dones[t]``::
-
-        delta_t = r_t + gamma * m_t * V_{t+1} - V_t
-        A_t     = delta_t + gamma * lam * m_t * A_{t+1}
-
-    Returns ``(advantages, returns)``, both float32 ``(T, N)`` on the device of ``values``, with
-    ``returns = advantages + values`` (the value-function targets).
-    """
-    values = torch.as_tensor(values, dtype=torch.float32)
-    rewards = torch.as_tensor(rewards, dtype=torch.float32, device=values.device)
-    not_done = 1.0 - torch.as_tensor(dones, device=values.device).float()
-    last_value = torch.as_tensor(last_value, dtype=torch.float32, device=values.device)
-    if not rewards.shape == values.shape == not_done.shape or values.ndim != 2 or last_value.shape != values.shape[1:]:
-        raise ValueError(
-            f"rewards, values, dones must share a (T, N) shape and last_value be (N,); got {tuple(rewards.shape)}, "
-            f"{tuple(values.shape)}, {tuple(not_done.shape)}, {tuple(last_value.shape)}"
-        )
-    advantages = torch.zeros_like(values)
-    next_advantage = torch.zeros_like(last_value)
-    next_value = last_value
-    for t in range(values.shape[0] - 1, -1, -1):
-        delta = rewards[t] + gamma * not_done[t] * next_value - values[t]
-        next_advantage = delta + gamma * lam * not_done[t] * next_advantage
-        advantages[t] = next_advantage
-        next_value = values[t]
-    return advantages, advantages + values
-
-
-@dataclass(frozen=True, kw_only=True)
-class PPOLoss:
-    """The terms of one PPO minibatch loss; ``total`` is what is minimised."""
-
-    total: Tensor
-    """policy + value_coef * value - entropy_coef * entropy."""
-    policy: Tensor
-    """Clipped surrogate loss: mean of max(-A * r, -A * clip(r, 1 - eps, 1 + eps))."""
-    value: Tensor
-    """0.5 * mean squared error to the returns (the max of clipped and unclipped errors when clipping)."""
-    entropy: Tensor
-    """Mean entropy of the action distribution."""
-    approx_kl: Tensor
-    """Estimate of KL(old || new), mean of (r - 1) - log r; no gradient."""
-    clip_fraction: Tensor
-    """Fraction of samples whose ratio left [1 - eps, 1 + eps]; no gradient."""
-
-
-def ppo_loss(logits: Tensor, values: Tensor, *, actions: Tensor, old_logprobs: Tensor, old_values: Tensor,
-             advantages: Tensor, returns: Tensor, clip_coef: float, value_coef: float, entropy_coef: float,
-             clip_value_loss: bool = True, normalize_advantages: bool = True) -> PPOLoss:
-    """The PPO-clip loss of baselines' ppo2 for one minibatch.
-
-    ``logits`` ``(B, A)`` and ``values`` ``(B,)`` come from the current network; ``actions``, ``old_logprobs``,
-    ``old_values``, ``advantages``, ``returns`` ``(B,)`` from the rollout.  With ``normalize_advantages`` the
-    advantages are standardised within the minibatch (population std, plus 1e-8), as ppo2 does.
-    """
-    dist = Categorical(logits=logits)
-    log_ratio = dist.log_prob(actions) - old_logprobs
-    ratio = log_ratio.exp()
-    if normalize_advantages and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
-    policy = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
-    squared_error = (values - returns) ** 2
-    if clip_value_loss:
-        clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
-        squared_error = torch.max(squared_error, (clipped - returns) ** 2)
-    value = 0.5 * squared_error.mean()
-    entropy = dist.entropy().mean()
-    with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clip_fraction = ((ratio - 1).abs() > clip_coef).float().mean()
-    return PPOLoss(total=policy + value_coef * value - entropy_coef * entropy, policy=policy, value=value,
-                   entropy=entropy, approx_kl=approx_kl, clip_fraction=clip_fraction)
-
-
-class RewardNormalizer:
-    """Scale rewards by the running std of each environment's discounted return (baselines' ``VecNormalize``).
-
-    Per step: ``ret = gamma * ret + r``; the running mean/variance of ``ret`` (over all envs and steps) is
-    updated; the reward is divided by ``sqrt(var + eps)`` and clipped; ``ret`` is reset where an episode ended.
-    The value head therefore learns returns in these scaled units: multiply by :attr:`scale` for raw returns.
-    """
-
-    def __init__(self, num_envs: int, *, gamma: float, clip: float, eps: float = 1e-8):
-        self.gamma, self.clip, self.eps = gamma, clip, eps
-        self.ret = np.zeros(num_envs, dtype=np.float64)
-        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
-
-    def _update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, n = float(x.mean()), float(x.var()), x.size
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    @property
-    def scale(self) -> float:
-        """The divisor applied to rewards: sqrt(var + eps) of the discounted return."""
-        return math.sqrt(self.var + self.eps)
-
-    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        self.ret = self.ret * self.gamma + rewards
-        self._update(self.ret)
-        scaled = np.clip(rewards / self.scale, -self.clip, self.clip)
-        self.ret[dones] = 0.0
-        return scaled.astype(np.float32)
-
-
-class EpisodeTracker:
-    """Raw episode returns and lengths from per-step rewards and end-of-episode flags.
-
-    A Heist episode succeeds when the gem is collected, the only rewarded event (+10), so success is return > 0.
-    """
-
-    def __init__(self, num_envs: int, *, window: int):
-        self.running_return = np.zeros(num_envs, dtype=np.float64)
-        self.running_length = np.zeros(num_envs, dtype=np.int64)
-        self.returns: deque[float] = deque(maxlen=window)
-        self.lengths: deque[int] = deque(maxlen=window)
-        self.episodes = self.successes = 0
-
-    def update(self, rewards: np.ndarray, dones: np.ndarray) -> None:
-        """``rewards`` of the actions just taken; ``dones``: those actions ended the episode."""
-        self.running_return += rewards
-        self.running_length += 1
-        for i in np.flatnonzero(dones):
-            self.returns.append(float(self.running_return[i]))
-            self.lengths.append(int(self.running_length[i]))
-            self.episodes += 1
-            self.successes += int(self.running_return[i] > 0)
-        self.running_return[dones] = 0.0
-        self.running_length[dones] = 0
-
-    def summary(self) -> dict:
-        """Mean return, success rate and mean length over the recent window (None before any episode ends)."""
-        if not self.returns:
-            return {"episodes": self.episodes, "window": 0, "mean_return": None, "success_rate": None,
-                    "mean_length": None}
-        returns = np.array(self.returns)
-        return {"episodes": self.episodes, "window": len(returns), "mean_return": float(returns.mean()),
-                "success_rate": float((returns > 0).mean()), "mean_length": float(np.mean(self.lengths))}
-
-
 def _make_env(cfg: PPOConfig):
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # gym prints a notice on import
         warnings.simplefilter("ignore")
@@ -353,18 +187,6 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PPOConfigError(f"device {name!r} requested but CUDA is not available here; pass device='cpu' (--device cpu)")
     return device
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -416,9 +238,9 @@ def train(cfg: PPOConfig, out: str | Path) -> dict:
         f"{cfg.start_level + cfg.num_levels}) of {_TRAINING}", "device": str(device), "torch": torch.__version__,
         "updates_planned": cfg.updates, "updates_done": 0, "steps_done": 0, "interrupted": False, "updates": [],
     }
-    _log(f"PPO {cfg.architecture}{' from ' + cfg.init if cfg.init else ''}: {N} envs x {T} steps, {cfg.updates} "
-         f"updates ({cfg.updates * cfg.batch_size:,} steps), {cfg.distribution_mode} levels {log['levels']}, "
-         f"device {device}")
+    progress.log(f"PPO {cfg.architecture}{' from ' + cfg.init if cfg.init else ''}: {N} envs x {T} steps, "
+                 f"{cfg.updates} updates ({cfg.updates * cfg.batch_size:,} steps), {cfg.distribution_mode} levels "
+                 f"{log['levels']}, device {device}")
 
     _, ob, _ = env.observe()
     next_obs = torch.from_numpy(ob["rgb"].copy()).to(device)
@@ -484,45 +306,25 @@ def train(cfg: PPOConfig, out: str | Path) -> dict:
             log["updates_done"], log["steps_done"] = update, steps
             if update % cfg.log_every == 0 or update == cfg.updates:
                 eta = (cfg.updates - update) * cfg.batch_size * elapsed / steps
-                _log(f"update {update}/{cfg.updates} steps {steps:,} | {record['steps_per_s']:,.0f} steps/s | "
-                     f"ETA {_duration(eta)} | return {_fmt(record['mean_return'], '.2f')} success "
-                     f"{_fmt(record['success_rate'], '.3f')} len {_fmt(record['mean_length'], '.0f')} "
-                     f"(last {record['window']} of {record['episodes']} episodes) | pi {record['policy']:.4f} "
-                     f"v {record['value']:.4f} ent {record['entropy']:.3f} kl {record['approx_kl']:.4f} "
-                     f"clip {record['clip_fraction']:.3f} ev {_fmt(explained, '.2f')}")
+                progress.log(f"update {update}/{cfg.updates} steps {steps:,} | {record['steps_per_s']:,.0f} "
+                             f"steps/s | ETA {progress.duration(eta)} | return {_fmt(record['mean_return'], '.2f')} "
+                             f"success {_fmt(record['success_rate'], '.3f')} len {_fmt(record['mean_length'], '.0f')} "
+                             f"(last {record['window']} of {record['episodes']} episodes) | pi {record['policy']:.4f} "
+                             f"v {record['value']:.4f} ent {record['entropy']:.3f} kl {record['approx_kl']:.4f} "
+                             f"clip {record['clip_fraction']:.3f} ev {_fmt(explained, '.2f')}")
             if update % cfg.checkpoint_every == 0 or update == cfg.updates:
                 log["wall_s"] = round(time.time() - start, 2)
                 _save(model, out, log)
-                _log(f"saved {out} and {log_path(out)} after update {update}")
+                progress.log(f"saved {out} and {log_path(out)} after update {update}")
     except KeyboardInterrupt:
         log["interrupted"] = True
         log["wall_s"] = round(time.time() - start, 2)
         _save(model, out, log)
-        _log(f"interrupted: saved {out} after update {log['updates_done']}")
+        progress.log(f"interrupted: saved {out} after update {log['updates_done']}")
         raise
     log["final"] = {**tracker.summary(), "steps_per_s": round(log["steps_done"] / max(log["wall_s"], 1e-9), 1)}
     log_path(out).write_text(json.dumps(log, indent=2))
     return log
-
-
-# ----------------------------------------------------------------------------------------------- CLI
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass, for ``--help``."""
-    try:
-        body = ast.parse(inspect.getsource(cls)).body[0].body
-    except (OSError, TypeError):  # no source shipped: options without help texts
-        return {}
-    docs = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = after.value.value
-    return docs
-
-
-_CHOICES = {"architecture": sorted(ARCHITECTURES), "distribution_mode": list(_MODES)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -530,25 +332,19 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where to save the state_dict")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; unset: torch's choice")
-    docs = _field_docs(PPOConfig)
-    for f in fields(PPOConfig):
-        option, default, doc = f"--{f.name.replace('_', '-')}", f.default, docs.get(f.name, "").replace("%", "%%")
-        if isinstance(default, bool):
-            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=default, help=doc)
-        else:
-            parser.add_argument(option, type=str if default is None else type(default), default=default, help=doc,
-                                choices=_CHOICES.get(f.name))
+    add_config_flags(parser, PPOConfig,
+                     choices={"architecture": sorted(ARCHITECTURES), "distribution_mode": list(MODES)})
     args = vars(parser.parse_args(argv))
     out, threads = args.pop("out"), args.pop("threads")
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        log = train(PPOConfig(**args), out)
+        log = train(config_from_args(PPOConfig, args), out)
     except (PPOConfigError, CheckpointError) as exc:  # raised before any training: a usage error
         parser.error(str(exc))
     final = log["final"]
-    _log(f"done: {out}, log {log_path(out)}; {log['steps_done']:,} steps at {final['steps_per_s']:,.0f} steps/s, "
-         f"success {_fmt(final['success_rate'], '.3f')} over the last {final['window']} episodes")
+    progress.log(f"done: {out}, log {log_path(out)}; {log['steps_done']:,} steps at {final['steps_per_s']:,.0f} "
+                 f"steps/s, success {_fmt(final['success_rate'], '.3f')} over the last {final['window']} episodes")
 
 
 if __name__ == "__main__":

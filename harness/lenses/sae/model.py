@@ -31,9 +31,12 @@ class SAEConfig:
     expansion: int = 4
     """Latents per channel: the SAE has ``expansion * channels`` latents."""
     scale: float = 1.0
-    """Inputs are multiplied by it before encoding, reconstructions divided by it (see normalising_scale)."""
+    """Inputs are multiplied by it before encoding, reconstructions divided by it (the trainer sets it with
+    :func:`harness.training.sae_data.normalising_scale`)."""
 
     def __post_init__(self) -> None:
+        if not hasattr(type(self), "architecture"):
+            raise SAEError("SAEConfig is the base of the configs; use ConvSAEConfig or TopKSAEConfig")
         if not isinstance(self.site, str) or not self.site:
             raise SAEError(f"site must be a site name such as 'conv3a', got {self.site!r}")
         for name in ("channels", "expansion"):
@@ -115,6 +118,8 @@ class SAE(nn.Module):
     """
 
     def __init__(self, config: SAEConfig) -> None:
+        if type(self) is SAE:
+            raise SAEError("SAE is the base of the modules; build_sae(config) builds the config's architecture")
         super().__init__()
         self.config = config
         self.conv_enc = nn.Conv2d(config.channels, config.latents, 1)
