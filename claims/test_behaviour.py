@@ -25,6 +25,38 @@ MIN_IN_ORDER = 0.75
 ROLLOUT_SEED = 0
 
 
+# The science, as plain functions the tests below call with the policy under test.
+
+
+def solved(policy, levels, *, max_steps: int = 1000) -> np.ndarray:
+    """Per level: whether the agent (sampled actions, seed ROLLOUT_SEED) reaches the gem within ``max_steps``."""
+    return rollout(policy, levels, sample=True, seed=ROLLOUT_SEED, max_steps=max_steps).success
+
+
+def with_gem_moved(levels) -> list:
+    """Each level with its gem moved to a random free cell (seeded by ROLLOUT_SEED, drawn in the levels' order)."""
+    rng = np.random.default_rng(ROLLOUT_SEED)
+    return [level.move_gem(_random_free_cell(level, rng)) for level in levels]
+
+
+def solved_in_oracle_order(policy, levels) -> np.ndarray:
+    """Per level: whether the agent reaches the gem having reached keys and locks in exactly the oracle's order."""
+    episodes = rollout(policy, levels, sample=True, seed=ROLLOUT_SEED).episodes
+    return np.array([e.success and e.reached == _oracle_order(level) for e, level in zip(episodes, levels)],
+                    dtype=bool)
+
+
+def _oracle_order(level):
+    """Keys and locks colour by colour, then the gem: the only order the maze's doors allow without detours."""
+    return tuple(f"{c} {kind}" for c in level.colours if c in level.locks for kind in ("key", "lock")) + ("gem",)
+
+
+def _random_free_cell(level, rng):
+    free = [(x, y) for y in range(level.grid_h) for x in range(level.grid_w)
+            if not level.is_wall((x, y)) and level.occupant((x, y)) is None]
+    return free[rng.integers(len(free))]
+
+
 @pytest.mark.claim(
     id="B1-solves-held-out-levels",
     statement=f"The agent reaches the gem in more than {MIN_SUCCESS:.0%} of held-out easy levels (sampled actions).",
@@ -32,9 +64,9 @@ ROLLOUT_SEED = 0
 )
 def test_agent_solves_held_out_levels(claim, policy, sample_levels):
     levels = sample_levels()
-    episodes = rollout(policy, levels, sample=True, seed=ROLLOUT_SEED)
+    success = solved(policy, levels)
     claim.attach(render_hires(levels[:1])[0], "a confirmation level")
-    claim.check(wilson_interval(int(episodes.success.sum()), len(levels), confidence=claim.confidence))
+    claim.check(wilson_interval(int(success.sum()), len(levels), confidence=claim.confidence))
 
 
 @pytest.mark.claim(
@@ -46,10 +78,8 @@ def test_agent_solves_held_out_levels(claim, policy, sample_levels):
 )
 def test_gem_position_does_not_matter(claim, policy, sample_levels):
     levels = sample_levels(where=lambda level: not level.locks and level.gem is not None)
-    rng = np.random.default_rng(ROLLOUT_SEED)
-    moved = [level.move_gem(_random_free_cell(level, rng)) for level in levels]
-    clean = rollout(policy, levels, sample=True, seed=ROLLOUT_SEED, max_steps=GEM_MOVE_STEPS).success
-    edited = rollout(policy, moved, sample=True, seed=ROLLOUT_SEED, max_steps=GEM_MOVE_STEPS).success
+    moved = with_gem_moved(levels)
+    clean, edited = solved(policy, levels, max_steps=GEM_MOVE_STEPS), solved(policy, moved, max_steps=GEM_MOVE_STEPS)
     claim.attach(render_hires(levels[:1])[0], "clean level")
     claim.attach(render_hires(moved[:1])[0], "same level, gem moved")
     claim.check(mcnemar_exact(clean, edited, confidence=claim.confidence))
@@ -64,18 +94,5 @@ def test_gem_position_does_not_matter(claim, policy, sample_levels):
 )
 def test_keys_in_order(claim, policy, sample_levels):
     levels = sample_levels(where=lambda level: bool(level.locks))
-    episodes = rollout(policy, levels, sample=True, seed=ROLLOUT_SEED).episodes
-    in_order = sum(e.success and e.reached == _oracle_order(level) for e, level in zip(episodes, levels))
-    claim.check(wilson_interval(int(in_order), len(levels), confidence=claim.confidence))
-
-
-def _oracle_order(level):
-    """Keys and locks colour by colour, then the gem: the only order the maze's doors allow without detours."""
-    return tuple(f"{c} {kind}" for c in level.colours if c in level.locks for kind in ("key", "lock")) + ("gem",)
-
-
-def _random_free_cell(level, rng):
-    free = [(x, y) for y in range(level.grid_h) for x in range(level.grid_w)
-            if not level.is_wall((x, y)) and level.occupant((x, y)) is None]
-    return free[rng.integers(len(free))]
-
+    in_order = solved_in_oracle_order(policy, levels)
+    claim.check(wilson_interval(int(in_order.sum()), len(levels), confidence=claim.confidence))

@@ -20,24 +20,75 @@ import numpy as np
 import pytest
 
 from harness import render, render_hires
-from harness.lenses.measures import (DIRECTION_ACTIONS, channel_ablation_drop, channel_activation, gem_moved_pair,
-                              random_channel_null, target_direction)
 from harness.claims.plugin import record_run_metadata
-from harness.stats import paired_bootstrap, permutation_test_against_null
+from harness.heist.actions import Action
+from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
+                                     target_direction)
+from harness.stats import Estimate, paired_bootstrap, permutation_test_against_null
 
 SITE = "conv4a"
 CHANNELS = 32
-UP = DIRECTION_ACTIONS["up"]
 SELECTION_LEVELS = 256
 GROUP_SIZE = 3
 MIN_GROUP_DROP = 0.02
 NULL_SETS = 200
+NULL_SEED = 1
 MIN_EXCESS_DROP = 0.01
 MIN_RISE_SD = 0.2
 
 
 def target_is_up(level):
     return target_direction(level) == "up"
+
+
+# The science, as plain functions: the tests below call them on the policy under test, tests/calibration.py on
+# planted and null models.
+
+
+def up_drops(policy, frames, channels) -> np.ndarray:
+    """Per level: the drop in P(UP) when ``channels`` of conv4a are zeroed together."""
+    return channel_ablation_drop(policy, frames, site=SITE, channels=channels, action=Action.UP)
+
+
+def rank_up_channels(policy, frames) -> tuple[list[int], np.ndarray]:
+    """conv4a's channels, best first, by the mean drop in P(UP) that zeroing each alone causes on ``frames``, and
+    those mean drops by channel.  Ties keep numpy's default argsort order, reversed."""
+    drops = np.array([up_drops(policy, frames, [c]).mean() for c in range(CHANNELS)])
+    return [int(c) for c in np.argsort(drops)[::-1]], drops
+
+
+def excess_drop(policy, frames, chosen: int) -> np.ndarray:
+    """CH1's effect per level: the drop in P(UP) from zeroing channel ``chosen`` minus the mean drop from zeroing
+    each of the other conv4a channels."""
+    drops = np.stack([up_drops(policy, frames, [c]) for c in range(CHANNELS)])
+    return drops[chosen] - np.delete(drops, chosen, axis=0).mean(0)
+
+
+def activation_rise(policy, up_frames, down_frames, chosen: int, spread_frames) -> np.ndarray:
+    """CH2's effect per level pair: channel ``chosen``'s mean activation with the gem up minus with it down, in
+    units of its standard deviation over ``spread_frames``."""
+    def activation(frames):
+        return channel_activation(policy, frames, site=f"{SITE}.relu", channel=chosen)
+
+    return (activation(up_frames) - activation(down_frames)) / activation(spread_frames).std()
+
+
+def random_group_drops(policy, frames, *, null_sets: int = NULL_SETS, seed: int = NULL_SEED) -> np.ndarray:
+    """CH3's null: the mean drop in P(UP) for each of ``null_sets`` random sets of GROUP_SIZE conv4a channels,
+    drawn from all CHANNELS (so that a group is exchangeable with them)."""
+    return random_channel_null(policy, frames, site=SITE, n_channels=CHANNELS, size=GROUP_SIZE, action=Action.UP,
+                               m=null_sets, seed=seed)
+
+
+def group_drop_against_random_sets(policy, frames, group, *, confidence: float, null_sets: int = NULL_SETS,
+                                   seed: int = NULL_SEED) -> Estimate:
+    """CH3's statistic: the mean drop in P(UP) from zeroing ``group`` together (paired bootstrap at
+    ``confidence``), with its permutation p-value against :func:`random_group_drops`."""
+    effect = paired_bootstrap(up_drops(policy, frames, group), confidence=confidence)
+    return permutation_test_against_null(effect, random_group_drops(policy, frames, null_sets=null_sets, seed=seed))
+
+
+# Selection (selection seeds only), then the claims (confirmation seeds).
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +100,11 @@ def selection_frames():
 
 @pytest.fixture(scope="module")
 def up_channels(policy, pytestconfig, selection_frames):
-    """conv4a channels ranked by the drop in P(UP) their ablation causes, chosen on the selection seeds."""
-    drops = [channel_ablation_drop(policy, selection_frames, site=SITE, channels=[c], action=UP).mean()
-             for c in range(CHANNELS)]
-    ranked = [int(c) for c in np.argsort(drops)[::-1]]
+    """The selection step: conv4a channels ranked by :func:`rank_up_channels` on the selection seeds."""
+    ranked, drops = rank_up_channels(policy, selection_frames)
+    top = ranked[:GROUP_SIZE]
     record_run_metadata(pytestconfig, "conv4a UP channels (selection seeds, best first)",
-                        {"channels": ranked[:GROUP_SIZE], "mean drops": [round(float(drops[c]), 4) for c in ranked[:GROUP_SIZE]]})
+                        {"channels": top, "mean drops": [round(float(drops[c]), 4) for c in top]})
     return ranked
 
 
@@ -67,12 +117,8 @@ def up_channels(policy, pytestconfig, selection_frames):
 )
 def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
     frames = render(sample_levels(where=target_is_up))
-    drops = np.stack([channel_ablation_drop(policy, frames, site=SITE, channels=[c], action=UP)
-                      for c in range(CHANNELS)])
-    chosen = up_channels[0]
-    excess = drops[chosen] - np.delete(drops, chosen, axis=0).mean(0)
     claim.attach(frames[0], "a target-up confirmation level (64x64, as the agent sees it)")
-    claim.check(paired_bootstrap(excess, confidence=claim.confidence))
+    claim.check(paired_bootstrap(excess_drop(policy, frames, up_channels[0]), confidence=claim.confidence))
 
 
 @pytest.mark.claim(
@@ -86,13 +132,10 @@ def test_up_channel_activation(claim, policy, sample_levels, up_channels, select
     levels = sample_levels(where=lambda level: gem_moved_pair(level, "up", "down") is not None)
     pairs = [gem_moved_pair(level, "up", "down") for level in levels]
     up_frames, down_frames = render([p[0] for p in pairs]), render([p[1] for p in pairs])
-    chosen = up_channels[0]
-    spread = channel_activation(policy, selection_frames, site="conv4a.relu", channel=chosen).std()
-    difference = (channel_activation(policy, up_frames, site="conv4a.relu", channel=chosen)
-                  - channel_activation(policy, down_frames, site="conv4a.relu", channel=chosen)) / spread
+    rise = activation_rise(policy, up_frames, down_frames, up_channels[0], selection_frames)
     claim.attach(render_hires([pairs[0][0]])[0], "gem moved so the path starts up")
     claim.attach(render_hires([pairs[0][1]])[0], "same level, gem moved so the path starts down")
-    claim.check(paired_bootstrap(difference, confidence=claim.confidence))
+    claim.check(paired_bootstrap(rise, confidence=claim.confidence))
 
 
 @pytest.mark.claim(
@@ -104,9 +147,4 @@ def test_up_channel_activation(claim, policy, sample_levels, up_channels, select
 )
 def test_up_channel_group(claim, policy, sample_levels, up_channels):
     frames = render(sample_levels(where=target_is_up))
-    group = up_channels[:GROUP_SIZE]
-    drops = channel_ablation_drop(policy, frames, site=SITE, channels=group, action=UP)
-    null = random_channel_null(policy, frames, site=SITE, n_channels=CHANNELS, size=GROUP_SIZE, action=UP,
-                               m=NULL_SETS, seed=1)
-    effect = paired_bootstrap(drops, confidence=claim.confidence)
-    claim.check(permutation_test_against_null(effect, null))
+    claim.check(group_drop_against_random_sets(policy, frames, up_channels[:GROUP_SIZE], confidence=claim.confidence))

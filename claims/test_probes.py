@@ -12,32 +12,60 @@ import numpy as np
 import pytest
 
 from harness import render
+from harness.heist.sampling import sample_levels as draw_levels
 from harness.lenses.measures import target_quadrant
 from harness.lenses.probes import fit_probe, shuffled_label_scores
 from harness.policy.rollouts import oracle_chooser, play
 from harness.policy.runner import run
-from harness.heist.sampling import sample_levels as draw_levels
-from harness.stats import permutation_test_against_null, wilson_interval
+from harness.stats import Estimate, permutation_test_against_null, wilson_interval
 
 SITE = "conv3a"
 MIN_ACCURACY = 0.40
 TRAIN_LEVELS = 1024
 SHUFFLES = 200
+SHUFFLE_SEED = 0
 L2 = 10.0
 MAX_SNAPSHOT_STEP = 40
+OVERSAMPLE = 32
+"""Levels drawn beyond the states needed, for those whose state has no reachable target."""
+
+
+# The science, as plain functions: the test below calls them on the policy under test, tests/calibration.py on
+# planted and null models.
 
 
 def states_with_targets(levels, seed):
     """Mid-episode states of the oracle playing each level, and their target quadrants (levels without a
     reachable target are dropped)."""
     steps = np.random.default_rng(seed).integers(0, MAX_SNAPSHOT_STEP, size=len(levels))
-    states = [e.snapshot for e in play(levels, oracle_chooser, snapshot_at=steps).episodes]
+    played = play(levels, oracle_chooser, snapshot_at=steps, max_steps=MAX_SNAPSHOT_STEP)  # no step past a snapshot
+    states = [e.snapshot for e in played.episodes]
     labelled = [(s, target_quadrant(s)) for s in states if target_quadrant(s) is not None]
     return [s for s, _ in labelled], np.array([q for _, q in labelled])
 
 
-def conv3a(policy, states):
-    return run(policy, render(states), cache=[SITE]).activations[SITE].numpy()
+def probe_accuracy(policy, train_frames, train_labels, test_frames, test_labels, *, confidence: float,
+                   shuffles: int = SHUFFLES, seed: int = SHUFFLE_SEED) -> Estimate:
+    """P1's statistic: the held-out accuracy (Wilson interval at ``confidence``) of a ridge probe on conv3a fit
+    on the training frames, with its permutation p-value against ``shuffles`` probes fit on shuffled labels."""
+    def conv3a(frames):
+        return run(policy, frames, cache=[SITE]).activations[SITE].numpy()
+
+    train_x, test_x = conv3a(train_frames), conv3a(test_frames)
+    probe = fit_probe(train_x, train_labels, l2=L2)
+    accuracy = wilson_interval(int(probe.correct(test_x, test_labels).sum()), len(test_labels),
+                               confidence=confidence)
+    null = shuffled_label_scores(train_x, train_labels, test_x, test_labels, m=shuffles, seed=seed, l2=L2)
+    return permutation_test_against_null(accuracy, null)
+
+
+# Selection (the probe's training states, selection seeds only), then the claim (confirmation seeds).
+
+
+@pytest.fixture(scope="module")
+def training_states():
+    """The selection step: mid-episode states of selection levels and their quadrants, to fit the probe on."""
+    return states_with_targets(draw_levels("selection", TRAIN_LEVELS, seed=0), seed=0)
 
 
 @pytest.mark.claim(
@@ -46,16 +74,13 @@ def conv3a(policy, states):
               f"held-out accuracy above {MIN_ACCURACY} and above shuffled-label probes.",
     sites=[SITE], metric="held-out probe accuracy", lower_bound_above=MIN_ACCURACY, seeds="confirmation", n=512,
 )
-def test_target_quadrant_probe(claim, policy, sample_levels):
-    train_states, train_labels = states_with_targets(draw_levels("selection", TRAIN_LEVELS, seed=0), seed=0)
-    test_states, test_labels = states_with_targets(sample_levels(n=claim.spec.n + 32), seed=1)
+def test_target_quadrant_probe(claim, policy, sample_levels, training_states):
+    train_states, train_labels = training_states
+    test_states, test_labels = states_with_targets(sample_levels(n=claim.spec.n + OVERSAMPLE), seed=1)
     test_states, test_labels = test_states[:claim.spec.n], test_labels[:claim.spec.n]
     if len(test_states) < claim.spec.n:
         pytest.fail(f"only {len(test_states)} confirmation states had a reachable target; raise the oversampling")
-    train_x, test_x = conv3a(policy, train_states), conv3a(policy, test_states)
-    probe = fit_probe(train_x, train_labels, l2=L2)
-    accuracy = wilson_interval(int(probe.correct(test_x, test_labels).sum()), len(test_labels),
-                               confidence=claim.confidence)
-    null = shuffled_label_scores(train_x, train_labels, test_x, test_labels, m=SHUFFLES, seed=0, l2=L2)
-    claim.attach(render(test_states[:1])[0], "a mid-episode confirmation state")
-    claim.check(permutation_test_against_null(accuracy, null))
+    test_frames = render(test_states)
+    claim.attach(test_frames[0], "a mid-episode confirmation state")
+    claim.check(probe_accuracy(policy, render(train_states), train_labels, test_frames, test_labels,
+                               confidence=claim.confidence))

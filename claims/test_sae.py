@@ -13,23 +13,37 @@ import pytest
 import torch
 
 from harness import Site, Zero, render, run
-from harness.lenses.measures import DIRECTION_ACTIONS, target_direction
+from harness.heist.actions import Action
+from harness.lenses.measures import target_direction
 from harness.lenses.sae import firing_rates, spliced
-from harness.stats import matched_firing_rate_latents, paired_bootstrap, permutation_test_against_null, wilson_interval
+from harness.stats import (Estimate, matched_firing_rate_latents, paired_bootstrap, permutation_test_against_null,
+                           wilson_interval)
 
 SITE = "conv4a"
 MIN_AGREEMENT = 0.80
 MIN_LATENT_DROP = 0.02
 SELECTION_LEVELS = 128
 NULL_LATENTS = 100
+NULL_SEED = 0
 
 
 def has_direction(level):
     return target_direction(level) is not None
 
 
+# The science, as plain functions the tests below call with the policy under test and its SAE.
+
+
 def oracle_moves(levels):
-    return np.array([DIRECTION_ACTIONS[target_direction(level)] for level in levels])
+    return np.array([Action.toward(target_direction(level)) for level in levels])
+
+
+def argmax_agreement(policy, sae, frames) -> np.ndarray:
+    """Per frame: whether the agent's most likely action is the same with ``sae`` spliced in (no error term)."""
+    clean = run(policy, frames).actions_argmax
+    with spliced(policy, sae, error_term=False):
+        reconstructed = run(policy, frames).actions_argmax
+    return (clean == reconstructed).numpy()
 
 
 def drop_toward_target(policy, sae, frames, moves, latent):
@@ -42,6 +56,40 @@ def drop_toward_target(policy, sae, frames, moves, latent):
     return clean - edited
 
 
+def select_steering_latent(policy, sae, levels) -> tuple[int, np.ndarray]:
+    """The live latent whose zeroing most lowers P(oracle move) on ``levels`` (the first, on ties), and every
+    latent's firing rate there."""
+    frames, moves = render(levels), oracle_moves(levels)
+    with torch.no_grad():
+        rates = firing_rates(sae.encode(run(policy, frames, cache=[SITE]).activations[SITE])).numpy()
+    live = np.nonzero(rates > 0)[0]
+    scores = [drop_toward_target(policy, sae, frames, moves, i).mean() for i in live]
+    return int(live[int(np.argmax(scores))]), rates
+
+
+def latent_drop_against_matched_latents(policy, sae, frames, moves, chosen: int, rates, *,
+                                        confidence: float) -> Estimate:
+    """S2's statistic: the mean drop in P(oracle move) from zeroing latent ``chosen`` (paired bootstrap at
+    ``confidence``), with its permutation p-value against NULL_LATENTS other latents of matched firing rate."""
+    drops = drop_toward_target(policy, sae, frames, moves, chosen)
+    null_latents = matched_firing_rate_latents(rates, [chosen], NULL_LATENTS, seed=NULL_SEED, tolerance=0.5,
+                                               exclude=[chosen])[:, 0]
+    null = [drop_toward_target(policy, sae, frames, moves, i).mean() for i in null_latents]
+    return permutation_test_against_null(paired_bootstrap(drops, confidence=confidence), null)
+
+
+# Selection (selection seeds only), then the claims (confirmation seeds).
+
+
+@pytest.fixture(scope="module")
+def steering_latent(policy, saes):
+    """The selection step: :func:`select_steering_latent` on the selection seeds; the latent and the firing rates."""
+    from harness.heist.sampling import sample_levels as draw_levels
+
+    return select_steering_latent(policy, saes[SITE], draw_levels("selection", SELECTION_LEVELS, seed=0,
+                                                                   where=has_direction))
+
+
 @pytest.mark.claim(
     id="S1-conv4a-sae-fidelity",
     statement=f"Spliced without its error term, the conv4a SAE keeps the agent's most likely action on more than "
@@ -51,10 +99,8 @@ def drop_toward_target(policy, sae, frames, moves, latent):
 )
 def test_sae_fidelity(claim, policy, saes, sample_levels):
     frames = render(sample_levels())
-    clean = run(policy, frames).actions_argmax
-    with spliced(policy, saes[SITE], error_term=False):
-        reconstructed = run(policy, frames).actions_argmax
-    claim.check(wilson_interval(int((clean == reconstructed).sum()), len(frames), confidence=claim.confidence))
+    agree = argmax_agreement(policy, saes[SITE], frames)
+    claim.check(wilson_interval(int(agree.sum()), len(frames), confidence=claim.confidence))
 
 
 @pytest.mark.claim(
@@ -64,23 +110,10 @@ def test_sae_fidelity(claim, policy, saes, sample_levels):
     sites=[f"{SITE}.sae.latents:selected"], metric="mean drop in P(oracle move)", lower_bound_above=MIN_LATENT_DROP,
     seeds="confirmation", n=256, family="exploratory",
 )
-def test_sae_steering_latent(claim, policy, saes, sample_levels):
-    from harness.heist.sampling import sample_levels as draw_levels
-
-    sae = saes[SITE]
-    selection = draw_levels("selection", SELECTION_LEVELS, seed=0, where=has_direction)
-    sel_frames, sel_moves = render(selection), oracle_moves(selection)
-    with torch.no_grad():
-        rates = firing_rates(sae.encode(run(policy, sel_frames, cache=[SITE]).activations[SITE]))
-    live = np.nonzero(rates.numpy() > 0)[0]
-    scores = [drop_toward_target(policy, sae, sel_frames, sel_moves, i).mean() for i in live]
-    chosen = int(live[int(np.argmax(scores))])
-
+def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent):
+    chosen, rates = steering_latent
     levels = sample_levels(where=has_direction)
     frames, moves = render(levels), oracle_moves(levels)
-    drops = drop_toward_target(policy, sae, frames, moves, chosen)
-    null_latents = matched_firing_rate_latents(rates.numpy(), [chosen], NULL_LATENTS, seed=0, tolerance=0.5,
-                                               exclude=[chosen])[:, 0]
-    null = [drop_toward_target(policy, sae, frames, moves, i).mean() for i in null_latents]
     claim.attach(frames[0], f"a confirmation frame (latent {chosen} selected)")
-    claim.check(permutation_test_against_null(paired_bootstrap(drops, confidence=claim.confidence), null))
+    claim.check(latent_drop_against_matched_latents(policy, saes[SITE], frames, moves, chosen, rates,
+                                                    confidence=claim.confidence))
