@@ -189,10 +189,10 @@ ENTITY_OFFSET = _INT.size
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def check_state(s, sections: Iterable[str], trusted: frozenset[int] = frozenset()) -> None:
+def check_state(s, sections: Iterable[str], checked: Iterable[Any] = ()) -> None:
     """Raise LevelFormatError for anything in the named sections of ``s`` (or read with them) that the engine would
-    abort on or misbehave with silently; entities whose id is in ``trusted`` (already checked against the same
-    has_keys) are skipped."""
+    abort on or misbehave with silently; the entities in ``checked`` (the same objects, already checked against the
+    same has_keys) are skipped."""
     sections = set(sections)
     if not sections.isdisjoint(("head", "step")):
         _check_header(s)
@@ -207,6 +207,7 @@ def check_state(s, sections: Iterable[str], trusted: frozenset[int] = frozenset(
     if not sections.isdisjoint(("entities", "keys")):
         if not any(e.type == AGENT for e in s.entities):
             raise LevelFormatError("level has no agent entity (type 0); the engine would abort")
+        trusted = set(map(id, checked))
         for e in s.entities:
             if id(e) not in trusted:
                 check_entity(e, len(s.has_keys))

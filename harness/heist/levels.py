@@ -21,8 +21,10 @@ carries over exactly the values whose inputs it leaves unchanged, so no derived 
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -44,6 +46,35 @@ _INPUTS: dict[str, frozenset[str]] = {
     "occupants": frozenset({"entities"}),
 }
 """Every value a level derives from its fields, by name, with the fields it depends on."""
+
+
+class _Splice(NamedTuple):
+    """A packed section given as another one (``base``) with the entity record at ``start`` replaced by ``entity``'s.
+    It stays a recipe until serialised (only the entities section is ever one), so that a batch of one-off moves
+    allocates no copy of the section."""
+
+    base: bytes | memoryview | _Splice
+    start: int
+    entity: Entity
+
+
+def _pieces(section: bytes | memoryview | _Splice) -> tuple[bytes | memoryview, ...]:
+    """Buffers whose concatenation is ``section``."""
+    if type(section) is not _Splice:
+        return (section,)
+    base = memoryview(b"".join(_pieces(section.base)) if isinstance(section.base, _Splice) else section.base)
+    end = section.start + ENTITY_RECORD.size
+    return (base[:section.start], section.entity.packed(), base[end:])
+
+
+_ENTITIES = SECTION_NAMES.index("entities")
+_SECTIONS_OF = operator.itemgetter(*SECTION_NAMES)
+
+
+@functools.lru_cache(maxsize=None)
+def _derived_from(fields: frozenset[str]) -> tuple[str, ...]:
+    """The derived values that read any of ``fields``: what a change of them leaves stale."""
+    return tuple(name for name, inputs in _INPUTS.items() if not inputs.isdisjoint(fields))
 
 
 def _derived_value(compute: Callable[["HeistLevel"], object]) -> property:
@@ -156,10 +187,13 @@ class HeistLevel(LevelEdits):
         derived = self._derived
         if (data := derived.get("bytes")) is not None:
             return data
-        dirty = [name for name in SECTION_NAMES if name not in derived]
-        check_state(self, dirty, trusted=frozenset(map(id, derived.get("checked_entities", ()))))
-        sections = [derived[name] if name in derived else PACKERS[name](self) for name in SECTION_NAMES]
-        data = b"".join(sections)
+        try:
+            sections = _SECTIONS_OF(derived)
+        except KeyError:  # validate what changed, then pack it
+            check_state(self, [name for name in SECTION_NAMES if name not in derived],
+                        checked=derived.get("checked_entities", ()))
+            sections = [derived[name] if name in derived else PACKERS[name](self) for name in SECTION_NAMES]
+        data = b"".join((*sections[:_ENTITIES], *_pieces(sections[_ENTITIES]), *sections[_ENTITIES + 1:]))
         if keep:
             derived.update(zip(SECTION_NAMES, sections), bytes=data, checked_entities=self.entities)
         return data
@@ -175,14 +209,16 @@ class HeistLevel(LevelEdits):
         copy = object.__new__(HeistLevel)
         state = self.__dict__.copy()
         state.update(changes)
-        state["_derived"] = {name: value for name, value in self._derived.items() if _INPUTS[name].isdisjoint(changes)}
+        state["_derived"] = derived = self._derived.copy()
+        for name in _derived_from(frozenset(changes)):
+            derived.pop(name, None)
         object.__setattr__(copy, "__dict__", state)
         return copy
 
     def _with_entity_replaced(self, old: Entity, new: Entity) -> "HeistLevel":
         """The level with entity ``old`` (by identity) replaced by ``new``: what every move returns.  When this
         level's entities section is packed and ``new`` keeps the type, the copy's section is that one with one
-        record overwritten, so a move re-packs 124 bytes."""
+        record overwritten (a :class:`_Splice`), so a move packs 124 bytes and copies nothing until serialised."""
         entities = list(self.entities)
         for index, e in enumerate(entities):
             if e is old:
@@ -191,8 +227,7 @@ class HeistLevel(LevelEdits):
         level = self.replace(entities=tuple(entities))
         if (section := self._derived.get("entities")) is not None and new.type == old.type:
             check_entity(new, len(self.has_keys))
-            start = ENTITY_OFFSET + index * ENTITY_RECORD.size
-            level._derived["entities"] = b"".join((section[:start], new.packed(), section[start + ENTITY_RECORD.size:]))
+            level._derived["entities"] = _Splice(section, ENTITY_OFFSET + index * ENTITY_RECORD.size, new)
         return level
 
     def validate(self) -> None:
