@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.heist.levels import HeistLevel
-from harness.policy.models import CustomCNN
-from harness.heist.oracle import oracle_action
+from harness.heist.actions import Action
 from harness.heist.engine import EnginePool, Episodes
+from harness.heist.levels import HeistLevel
+from harness.heist.oracle import oracle_action
+from harness.policy.models import CustomCNN
 
 
 def play_oracle(pool: EnginePool, levels: list[HeistLevel], *, max_steps: int,
@@ -32,7 +33,7 @@ def play_oracle(pool: EnginePool, levels: list[HeistLevel], *, max_steps: int,
         raw = pool.env.callmethod("get_state")[:episodes.n]
         if capture is not None:
             capture += raw
-        actions = [policy(HeistLevel.from_bytes(r)) if live else 4 for r, live in zip(raw, episodes.active)]
+        actions = [policy(HeistLevel.from_bytes(r)) if live else Action.NOOP for r, live in zip(raw, episodes.active)]
         ended = episodes.step(np.array(actions, dtype=np.int32))
         if rewards is not None:
             rewards[ended] = pool.env.observe()[0][:episodes.n][ended]

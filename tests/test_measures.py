@@ -4,13 +4,14 @@ counterfactual gem pairs differ only in the gem and point the path the asked way
 import numpy as np
 import torch
 
-from harness.policy.interventions import Zero
-from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
-                              target_direction, target_quadrant)
-from harness.policy.models import CustomCNN, orthogonal_init
+from harness.heist.actions import Action
 from harness.heist.engine import render
-from harness.policy.runner import run
 from harness.heist.sampling import sample_levels
+from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
+                                     target_direction, target_quadrant)
+from harness.policy.interventions import Zero
+from harness.policy.models import CustomCNN, orthogonal_init
+from harness.policy.runner import run
 from harness.policy.sites import Site
 
 
@@ -25,18 +26,18 @@ def frames(n=8):
 
 def test_channel_ablation_drop_matches_the_runner():
     policy, x = model(), frames()
-    drop = channel_ablation_drop(policy, x, site="conv4a", channels=[3, 5], action=5)
-    clean = run(policy, x).probs[:, 5]
-    ablated = run(policy, x, interventions=[Zero(site=Site("conv4a", channels=(3, 5)))]).probs[:, 5]
+    drop = channel_ablation_drop(policy, x, site="conv4a", channels=[3, 5], action=Action.UP)
+    clean = run(policy, x).probs[:, Action.UP]
+    ablated = run(policy, x, interventions=[Zero(site=Site("conv4a", channels=(3, 5)))]).probs[:, Action.UP]
     np.testing.assert_allclose(drop, (clean - ablated).double().numpy(), atol=1e-7)
 
 
 def test_random_channel_null_draws_every_allowed_set_once():
     policy, x = model(), frames()
-    null = random_channel_null(policy, x, site="conv4a", n_channels=32, size=2, action=5, m=6, seed=0,
+    null = random_channel_null(policy, x, site="conv4a", n_channels=32, size=2, action=Action.UP, m=6, seed=0,
                                exclude=range(28))  # 4 channels left: exactly 6 pairs
     pairs = [(a, b) for a in range(28, 32) for b in range(a + 1, 32)]
-    expected = [channel_ablation_drop(policy, x, site="conv4a", channels=p, action=5).mean() for p in pairs]
+    expected = [channel_ablation_drop(policy, x, site="conv4a", channels=p, action=Action.UP).mean() for p in pairs]
     np.testing.assert_allclose(np.sort(null), np.sort(expected), atol=1e-7)
 
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.heist.actions import CARDINAL, Action
 from harness.heist.levels import COLOURS, Entity, HeistLevel
 
 Cell = tuple[int, int]
-DIRECTIONS: dict[str, Cell] = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0)}
-ACTION_OF_DIRECTION = {"up": 5, "down": 3, "left": 1, "right": 7}
-NOOP = 4
+MOVES: dict[str, Cell] = {action.direction: action.vector for action in CARDINAL}
+"""The step between 4-neighbours in each direction, in the tie order of every path: up, down, left, right."""
 ALIGNMENT_SLACK = 0.2
 """How far off the waypoint the agent may be before the expert corrects diagonally.  The agent (0.75 wide) passes a
 1-wide corridor within 0.125 of its centre line and rests exactly 0.125 off it against a wall, so a slack below
@@ -62,7 +62,7 @@ class Guidance:
         if len(self.path) < 2:
             return None
         (x0, y0), (x1, y1) = self.path[0], self.path[1]
-        return next(d for d, (dx, dy) in DIRECTIONS.items() if (dx, dy) == (x1 - x0, y1 - y0))
+        return next(d for d, (dx, dy) in MOVES.items() if (dx, dy) == (x1 - x0, y1 - y0))
 
 
 def passable(level: HeistLevel, held: frozenset[str] | None = None) -> np.ndarray:
@@ -88,7 +88,7 @@ def distances_from(level: HeistLevel, start: Cell, held: frozenset[str] | None =
     queue = deque([start])
     while queue:
         x, y = queue.popleft()
-        for dx, dy in DIRECTIONS.values():
+        for dx, dy in MOVES.values():
             nx, ny = x + dx, y + dy
             if 0 <= nx < w and 0 <= ny < h and open_cells[ny][nx] and dist[ny][nx] < 0:
                 dist[ny][nx] = dist[y][x] + 1
@@ -110,7 +110,7 @@ def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
     dist = dist.tolist()
     path = [start]
     while dist[y][x] > 0:
-        x, y = next((x + dx, y + dy) for dx, dy in DIRECTIONS.values()
+        x, y = next((x + dx, y + dy) for dx, dy in MOVES.values()
                     if 0 <= x + dx < w and 0 <= y + dy < h and dist[y + dy][x + dx] == dist[y][x] - 1)
         path.append((x, y))
     return tuple(path)
@@ -140,7 +140,7 @@ def guide(level: HeistLevel) -> Guidance | None:
     return None if path is None else Guidance(target=target, path=path)
 
 
-STEP_CLASSES = tuple(DIRECTIONS)
+STEP_CLASSES = tuple(MOVES)
 """Class indices of :func:`first_steps`: 0 up, 1 down, 2 left, 3 right; 4 means "on the target"."""
 ON_TARGET, NO_STEP = 4, -1
 
@@ -158,7 +158,7 @@ def first_steps(level: HeistLevel) -> np.ndarray:
     padded = np.pad(dist, 1, constant_values=-1)
     h, w = dist.shape
     steps[dist == 0] = ON_TARGET
-    for index, (dx, dy) in enumerate(DIRECTIONS.values()):
+    for index, (dx, dy) in enumerate(MOVES.values()):
         neighbour = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
         downhill = (dist > 0) & (neighbour == dist - 1) & (steps == NO_STEP)
         steps[downhill] = index
@@ -191,8 +191,8 @@ def decision_cells(level: HeistLevel) -> dict[str, Cell]:
     return out
 
 
-def oracle_action(level: HeistLevel) -> int:
-    """An expert action (0..8) for the continuous-motion agent: steer toward the centre of the next cell on the
+def oracle_action(level: HeistLevel) -> Action:
+    """An expert action (a move, or NOOP without a reachable target) for the continuous-motion agent: steer toward the centre of the next cell on the
     shortest path (the target entity itself on the last cell), correcting alignment diagonally on the way.
 
     It reads positions only, never velocities, so the same frame always gets the same action: a network that
@@ -200,13 +200,13 @@ def oracle_action(level: HeistLevel) -> int:
     """
     guidance = guide(level)
     if guidance is None:
-        return NOOP
+        return Action.NOOP
     agent = level.agent
     if len(guidance.path) >= 2:
         tx, ty = guidance.path[1][0] + 0.5, guidance.path[1][1] + 0.5
     else:
         tx, ty = guidance.target.entity.x, guidance.target.entity.y
-    return 3 * (_axis(tx - agent.x) + 1) + (_axis(ty - agent.y) + 1)
+    return Action.of_vector(_axis(tx - agent.x), _axis(ty - agent.y))
 
 
 def _axis(delta: float, slack: float = ALIGNMENT_SLACK) -> int:

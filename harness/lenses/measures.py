@@ -12,15 +12,16 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
-from harness.policy.interventions import Intervention, Zero
+from harness.heist.actions import CARDINAL, Action
 from harness.heist.levels import HeistLevel
-from harness.heist.oracle import ACTION_OF_DIRECTION, current_target, guide
+from harness.heist.oracle import current_target, guide
+from harness.policy.interventions import Intervention, Zero
 from harness.policy.runner import run
 from harness.policy.sites import Site
 from harness.stats import random_channel_sets
 
-DIRECTION_ACTIONS = ACTION_OF_DIRECTION
-"""Action index of each move: left 1, down 3, up 5, right 7."""
+DIRECTION_ACTIONS: dict[str, Action] = {action.direction: action for action in CARDINAL}
+"""The action of each cardinal move, by the direction names of :func:`target_direction`."""
 
 
 def probability_drop(policy: nn.Module, frames: np.ndarray, *, interventions: Sequence[Intervention],

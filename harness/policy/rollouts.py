@@ -17,11 +17,12 @@ from typing import Callable, Sequence
 import numpy as np
 from torch import nn
 
-from harness.errors import InterventionError
-from harness.policy.interventions import Intervention, Patch, Resample
+from harness.errors import InterventionError, RolloutError
+from harness.heist.actions import Action
+from harness.heist.engine import EnginePool, shared_pool
 from harness.heist.levels import HeistLevel
 from harness.heist.oracle import oracle_action
-from harness.heist.engine import EnginePool, shared_pool
+from harness.policy.interventions import Intervention, Patch, Resample
 from harness.policy.runner import run
 
 Cell = tuple[int, int]
@@ -66,12 +67,12 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
     episode also keeps its live level at that step: mid-episode states with keys held and doors open."""
     levels = list(levels)
     if not levels:
-        raise ValueError("levels is empty; pass at least one HeistLevel")
+        raise RolloutError("levels is empty; pass at least one HeistLevel")
     at = [-1] * len(levels) if snapshot_at is None else [int(k) for k in snapshot_at]
     if len(at) != len(levels) or min(at, default=0) < -1:
-        raise ValueError("snapshot_at needs one non-negative step count per level")
+        raise RolloutError("snapshot_at needs one non-negative step count per level")
     if not 1 <= max_steps <= 1000:
-        raise ValueError(f"max_steps must be in 1..1000 (the engine times out at 1000), got {max_steps}")
+        raise RolloutError(f"max_steps must be in 1..1000 (the engine times out at 1000), got {max_steps}")
     pool = pool or shared_pool(levels[0].distribution_mode)
     width = min(pool.size, len(levels))
     episodes = pool.episodes(levels[:width])
@@ -85,7 +86,7 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
         live = [states[i] for i in active]
         for i in active:
             tracks[i].see(states[i])
-        actions = np.full(width, 4, dtype=np.int32)
+        actions = np.full(width, Action.NOOP, dtype=np.int32)  # finished slots idle
         actions[active] = np.asarray(choose(episodes.observe()[active], live), dtype=np.int32)
         ended = episodes.step(actions)
         timed_out = episodes.active & (episodes.steps >= max_steps)
@@ -131,7 +132,7 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def random_chooser(seed: int = 0) -> ActionChooser:
     """Uniformly random actions over all 15 (the usual Procgen random baseline)."""
     rng = np.random.default_rng(seed)
-    return lambda frames, _: rng.integers(0, 15, size=len(frames))
+    return lambda frames, _: rng.integers(0, len(Action), size=len(frames))
 
 
 def oracle_chooser(frames: np.ndarray, states: list[HeistLevel]) -> np.ndarray:
