@@ -69,9 +69,10 @@ def draw_seeds(range_name: str, n: int, *, seed: int) -> np.ndarray:
 Predicate = Callable[[HeistLevel], bool]
 
 
-def sample_levels(range_name: str, n: int, *, seed: int, mode: str = "easy", where: Predicate | None = None,
+def sample_levels(seeds: str, n: int, *, seed: int, where: Predicate | None = None, mode: str = "easy",
                   max_draws: int | None = None) -> list[HeistLevel]:
-    """``n`` generated levels from the named seed range that satisfy ``where`` (all if None).
+    """``n`` generated levels of the seed range named ``seeds`` (as a claim declares it, ``seeds="confirmation"``)
+    that satisfy ``where`` (all if None).
 
     Seeds are drawn in a fixed order from ``seed``, so the sample is the same on every run and machine.
     Raises SamplingError if ``max_draws`` seeds (default ``50 * n``) do not yield ``n`` matching levels.
@@ -81,15 +82,15 @@ def sample_levels(range_name: str, n: int, *, seed: int, mode: str = "easy", whe
     if n <= 0:
         raise SamplingError(f"n must be positive, got {n}")
     budget = max_draws if max_draws is not None else 50 * n
-    seeds = draw_seeds(range_name, min(budget, seed_range(range_name).stop - seed_range(range_name).start),
-                       seed=seed)
+    span = seed_range(seeds)
+    drawn = draw_seeds(seeds, min(budget, span.stop - span.start), seed=seed)
     kept: list[HeistLevel] = []
-    for start in range(0, len(seeds), 256):
-        for level in generate(seeds[start:start + 256], mode=mode):
+    for start in range(0, len(drawn), 256):
+        for level in generate(drawn[start:start + 256], mode=mode):
             if where is None or where(level):
                 kept.append(level)
                 if len(kept) == n:
                     return kept
     raise SamplingError(
-        f"only {len(kept)} of {len(seeds)} levels drawn from {seed_range(range_name)} satisfy the predicate; "
+        f"only {len(kept)} of {len(drawn)} levels drawn from {span} satisfy the predicate; "
         f"{n} were requested: loosen the predicate, lower n or raise max_draws")
