@@ -6,7 +6,7 @@ levels through the engine and read the unit with :func:`harness.policy.runner.ru
 
 Pixels and the activation map: a frame is 64x64; a site's map ``(H, W)`` tiles it evenly, map cell ``(r, c)``
 covering pixel rows ``[r * 64/H, (r + 1) * 64/H)`` and the same for columns.  Entities and maze cells are mapped
-to pixels as heist-state.md section 4 says (y up, ``64 / world_dim`` pixels per cell).
+to pixels as ``docs/heist-state.md`` section 4 says (y up, ``64 / world_dim`` pixels per cell).
 """
 
 from __future__ import annotations
