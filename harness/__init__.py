@@ -9,7 +9,7 @@ from importlib import import_module
 _EXPORTS = {
     "generate": "harness.heist.engine", "render": "harness.heist.engine", "render_hires": "harness.heist.engine",
     "HarnessError": "harness.errors",
-    "HeistLevel": "harness.heist.levels",
+    "HeistLevel": "harness.heist.levels", "Action": "harness.heist.actions", "guide": "harness.heist.oracle",
     "sample_levels": "harness.heist.sampling", "SEED_RANGES": "harness.heist.sampling",
     "load_policy": "harness.policy.models", "CustomCNN": "harness.policy.models", "ImpalaCNN": "harness.policy.models",
     "preprocess": "harness.policy.models",
@@ -19,7 +19,7 @@ _EXPORTS = {
     "Clamp": "harness.policy.interventions",
     "run": "harness.policy.runner", "RunResult": "harness.policy.runner",
     "rollout": "harness.policy.rollouts", "play": "harness.policy.rollouts",
-    "load_sae": "harness.lenses.sae",
+    "load_sae": "harness.lenses.sae", "spliced": "harness.lenses.sae",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
