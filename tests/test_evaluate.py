@@ -62,7 +62,7 @@ def test_compared_agents_play_the_drawn_levels_with_the_given_action_seed(tmp_pa
     mean_steps = {seed: result.steps[result.success].mean() for seed, result in played.items()}
     assert mean_steps[0] != mean_steps[1], "both action seeds play alike: the check below could not tell them apart"
     for rollout_seed, expected in played.items():
-        figures = compare([first, second], range_name="selection", n=8, seed=1, rollout_seed=rollout_seed,
+        figures = compare([first, second], seeds="selection", n=8, seed=1, rollout_seed=rollout_seed,
                           max_steps=60)
         a, b = (figures["results"][str(path)] for path in (first, second))
         assert figures["rollout_seed"] == rollout_seed and "drawn with seed 1" in figures["levels"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 OBS_SIZE = 64
@@ -12,10 +14,14 @@ MODES = ("easy", "hard")
 """The distribution modes the harness plays."""
 
 
-def make_env(num: int, mode: str, *, hires: bool = False):
-    """``num`` Heist environments of distribution ``mode``, on any level seed (pools set the level themselves)."""
-    with warnings.catch_warnings():
+def make_env(num: int, mode: str, *, hires: bool = False, start_level: int = 0, num_levels: int = 0, **options):
+    """``num`` Heist environments of distribution ``mode``, by default on any level seed (pools set the level
+    themselves); a trainer passes its ``start_level``/``num_levels`` and procgen ``options`` such as ``rand_seed``
+    and ``num_threads``."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")  # gym's deprecation notice on import
         from procgen import ProcgenGym3Env
-    kwargs = {"render_mode": "rgb_array"} if hires else {}
-    return ProcgenGym3Env(num=num, env_name="heist", distribution_mode=mode, start_level=0, num_levels=0, **kwargs)
+    if hires:
+        options["render_mode"] = "rgb_array"
+    return ProcgenGym3Env(num=num, env_name="heist", distribution_mode=mode, start_level=start_level,
+                          num_levels=num_levels, **options)

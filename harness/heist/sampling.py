@@ -57,9 +57,9 @@ def seed_range(name: str) -> SeedRange:
         raise SamplingError(f"unknown seed range {name!r}; choose one of {sorted(SEED_RANGES)}") from None
 
 
-def draw_seeds(range_name: str, n: int, *, seed: int) -> np.ndarray:
+def draw_seeds(seeds: str, n: int, *, seed: int) -> np.ndarray:
     """``n`` distinct engine seeds from the named range, in a reproducible order."""
-    r = seed_range(range_name)
+    r = seed_range(seeds)
     if not 0 < n <= r.stop - r.start:
         raise SamplingError(f"n must be in 1..{r.stop - r.start} for range {r}, got {n}")
     rng = np.random.default_rng([seed, r.start])

@@ -34,10 +34,12 @@ __all__ = [
     "N_ACTIONS",
     "CustomCNN",
     "ImpalaCNN",
+    "checkpoint_mismatches",
     "checkpoint_sha256",
     "load_policy",
     "orthogonal_init",
     "preprocess",
+    "read_state_dict",
 ]
 
 FRAME_SHAPE = (64, 64, 3)
@@ -217,7 +219,9 @@ def checkpoint_sha256(path: str | PathLike) -> str:
     return digest.hexdigest()
 
 
-def _state_dict(path: str | PathLike) -> dict[str, Tensor]:
+def read_state_dict(path: str | PathLike) -> dict[str, Tensor]:
+    """The tensors of a checkpoint file: a plain ``state_dict`` or one under ``model_state_dict``/``state_dict``
+    (for policies and SAEs alike); a CheckpointError says what the file holds instead."""
     if not Path(path).is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
@@ -242,7 +246,8 @@ def _state_dict(path: str | PathLike) -> dict[str, Tensor]:
     return loaded
 
 
-def _mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) -> list[str]:
+def checkpoint_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) -> list[str]:
+    """Every missing, unexpected or wrongly shaped key of ``found`` against ``expected``, naming its layer."""
     problems = [
         f"layer {k.rpartition('.')[0]}: missing {k}, expected shape {tuple(v.shape)}"
         for k, v in expected.items()
@@ -271,11 +276,11 @@ def load_policy(path: str | PathLike, *, architecture: str | None = None) -> nn.
     """
     if architecture is not None and architecture not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
-    state = _state_dict(path)
+    state = read_state_dict(path)
     if architecture is None:
         architecture = "impala" if any(k.startswith("stack1.") for k in state) else "custom_cnn"
     model = ARCHITECTURES[architecture]()
-    problems = _mismatches(model.state_dict(), state)
+    problems = checkpoint_mismatches(model.state_dict(), state)
     if problems:
         raise CheckpointError(
             f"{path} does not fit {ARCHITECTURES[architecture].__name__}:\n  " + "\n  ".join(problems)

@@ -83,10 +83,10 @@ def failures(levels: list[HeistLevel], result: Rollouts) -> dict:
             else None}
 
 
-def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_name: str = "confirmation") -> dict:
+def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", seeds: str = "confirmation") -> dict:
     """Success rates (with 95% Wilson intervals) and mean steps of the four players on the same levels."""
     policy = load_policy(policy_path)
-    levels = sample_levels(range_name, n, seed=seed, mode=mode)
+    levels = sample_levels(seeds, n, seed=seed, mode=mode)
     players = {
         "policy (sampled actions)": lambda: rollout(policy, levels, sample=True, seed=seed),
         "policy (argmax actions)": lambda: rollout(policy, levels, sample=False),
@@ -112,17 +112,17 @@ def evaluate(policy_path: Path, *, n: int, seed: int, mode: str = "easy", range_
                       if b["agreement"] is not None)
     print(f"argmax agrees with the oracle on its states: {agreement['agreement']:.3f} (n={agreement['n']}; {bands})")
     return {"policy": str(policy_path), "sha256": checkpoint_sha256(policy_path), "mode": mode,
-            "levels": _levels_text(n, range_name, seed), "results": rows,
+            "levels": _levels_text(n, seeds, seed), "results": rows,
             "oracle_agreement": {"levels": f"the first {min(n, 64)} of those levels", **agreement}}
 
 
 def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, mode: str = "easy",
-            range_name: str = "selection", max_steps: int = 1000) -> dict:
+            seeds: str = "selection", max_steps: int = 1000) -> dict:
     """Success (sampled actions, rollout seed ``rollout_seed``, episodes up to ``max_steps``) of each policy on the
     same ``n`` levels drawn with ``seed``, overall and by number of locks, and the mean steps of successful episodes:
     the figures to choose between agents by."""
     policies = {path: load_policy(path) for path in policy_paths}  # a bad path fails before any level is played
-    levels = sample_levels(range_name, n, seed=seed, mode=mode)
+    levels = sample_levels(seeds, n, seed=seed, mode=mode)
     rows = {}
     for path, policy in policies.items():
         t0 = time.time()
@@ -133,7 +133,7 @@ def compare(policy_paths: list[Path], *, n: int, seed: int, rollout_seed: int, m
                            "mean_steps_when_successful": _mean_steps_when_successful(result),
                            "seconds": round(time.time() - t0, 1)}
         print(f"{str(path):40s} {rate.describe()}  {_by_locks_text(by_locks)}", flush=True)
-    return {"mode": mode, "levels": _levels_text(n, range_name, seed), "rollout_seed": rollout_seed, "results": rows}
+    return {"mode": mode, "levels": _levels_text(n, seeds, seed), "rollout_seed": rollout_seed, "results": rows}
 
 
 def _rate_fields(rate: Estimate) -> dict:
@@ -150,8 +150,8 @@ def _by_locks_text(by_locks: dict) -> str:
     return "by locks: " + ", ".join(f"{k}: {v['success']:.3f} (n={v['n']})" for k, v in by_locks.items())
 
 
-def _levels_text(n: int, range_name: str, seed: int) -> str:
-    return f"{n} levels of {seed_range(range_name)}, drawn with seed {seed}"
+def _levels_text(n: int, seeds: str, seed: int) -> str:
+    return f"{n} levels of {seed_range(seeds)}, drawn with seed {seed}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare:
             rollout_seed = args.seed if args.rollout_seed is None else args.rollout_seed
             figures = compare(args.compare, n=args.n, seed=args.seed, rollout_seed=rollout_seed, mode=args.mode,
-                              range_name=args.range)
+                              seeds=args.range)
         else:
-            figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, range_name=args.range)
+            figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, seeds=args.range)
     except HarnessError as exc:  # a bad path or n: say what is wrong, not a traceback
         parser.error(str(exc))
     if args.json:

@@ -23,12 +23,9 @@ only through :func:`harness.policy.models.preprocess`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +35,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from harness.errors import CheckpointError, PPOConfigError
-from harness.heist.procgen_env import MODES
+from harness.heist.procgen_env import MODES, make_env
 from harness.heist.sampling import seed_range
 from harness.policy.models import ARCHITECTURES, checkpoint_sha256, load_policy, preprocess
 from harness.training import progress
@@ -159,12 +156,8 @@ class PPOConfig:
 
 
 def _make_env(cfg: PPOConfig):
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # gym prints a notice on import
-        warnings.simplefilter("ignore")
-        from procgen import ProcgenGym3Env
-    return ProcgenGym3Env(num=cfg.num_envs, env_name="heist", distribution_mode=cfg.distribution_mode,
-                          start_level=cfg.start_level, num_levels=cfg.num_levels, rand_seed=cfg.seed,
-                          num_threads=cfg.env_threads)
+    return make_env(cfg.num_envs, cfg.distribution_mode, start_level=cfg.start_level, num_levels=cfg.num_levels,
+                    rand_seed=cfg.seed, num_threads=cfg.env_threads)
 
 
 def _make_model(cfg: PPOConfig) -> nn.Module:

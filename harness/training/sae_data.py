@@ -34,7 +34,7 @@ def agent_frames(policy: nn.Module, levels: Sequence[HeistLevel], *, seed: int, 
     return np.concatenate(seen)
 
 
-def collect_frames(policy: nn.Module, range_name: str, n: int, *, seed: int, mode: str = "easy",
+def collect_frames(policy: nn.Module, seeds: str, n: int, *, seed: int, mode: str = "easy",
                    played: float = 0.5, max_steps: int = 250,
                    log: Callable[[str], None] = progress.log) -> np.ndarray:
     """``n`` frames the agent sees: the first frames of ``n - round(played * n)`` distinct levels of the seed
@@ -43,9 +43,9 @@ def collect_frames(policy: nn.Module, range_name: str, n: int, *, seed: int, mod
     if n < 1 or not 0 <= played <= 1:
         raise SAEError(f"need n >= 1 and played in [0, 1], got n={n}, played={played}")
     n_played = round(played * n)
-    levels = sample_levels(range_name, max(n - n_played, n_played, 1), seed=seed, mode=mode)
+    levels = sample_levels(seeds, max(n - n_played, n_played, 1), seed=seed, mode=mode)
     frames = [render(levels[:n - n_played])]
-    log(f"rendered the first frames of {n - n_played} levels of the {range_name} range")
+    log(f"rendered the first frames of {n - n_played} levels of the {seeds} range")
     recorded: list[np.ndarray] = []
     count, start, length, started = 0, 0, float(max_steps), time.time()
     while count < n_played and start < len(levels):

@@ -11,7 +11,7 @@ import torch
 
 from harness.errors import CheckpointError, SAEError
 from harness.lenses.sae.model import SAE, ConvSAEConfig, SAEConfig, build_sae
-from harness.policy.models import _mismatches, _state_dict
+from harness.policy.models import checkpoint_mismatches, read_state_dict
 
 
 def save_sae(sae: SAE, path: str | PathLike, *, training: Mapping[str, object] | None = None) -> None:
@@ -37,7 +37,7 @@ def load_sae(path: str | PathLike, *, site: str | None = None) -> SAE:
     ``site`` is checked against the stored one (a mismatch raises :class:`SAEError`); files without a config
     (the researcher's) need it.  Missing, unexpected or misshapen weights raise :class:`CheckpointError`.
     """
-    state = _state_dict(path)
+    state = read_state_dict(path)
     stored = _stored(path, "config")
     if stored is not None:
         config = SAEConfig.from_dict(stored)
@@ -55,7 +55,7 @@ def load_sae(path: str | PathLike, *, site: str | None = None) -> SAE:
             raise CheckpointError(f"{path}: conv_enc has {latents} latents, not a multiple of its {channels} channels")
         config = ConvSAEConfig(site=site, channels=int(channels), expansion=int(latents // channels), l1=None)
     sae = build_sae(config)
-    problems = _mismatches(sae.state_dict(), state)
+    problems = checkpoint_mismatches(sae.state_dict(), state)
     if problems:
         raise CheckpointError(f"{path} does not fit {type(sae).__name__}:\n  " + "\n  ".join(problems))
     sae.load_state_dict(state)
