@@ -58,6 +58,11 @@ class ActionError(HarnessError, ValueError):
     """An action or direction name that Heist does not have; the message lists the valid ones."""
 
 
+class PlantedModelError(HarnessError, ValueError):
+    """A planted model or its tabled sample cannot be built as asked (a truth not given once per frame, two frames
+    that cannot be told apart); the message says which."""
+
+
 class EngineError(HarnessError, ValueError):
     """An engine pool was asked for what it cannot do (unknown distribution mode, pool size or level seed out of
     range, more episodes than engines, something other than a HeistLevel); the message says what it accepts."""

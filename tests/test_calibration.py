@@ -1,12 +1,12 @@
-"""Calibration of the claim templates on planted mechanisms (docs/statistics.md item 9).
+"""Calibration of the shipped claims on planted mechanisms (docs/statistics.md item 9).
 
-First, the planted models hold their truth by construction.  Then every template (CH1, CH3, McNemar, P1; see
-:mod:`harness.claims.planted`) runs through ``Claim.check`` at alpha 0.05 on planted and null models, each repetition on
-fresh calibration levels and model seeds.  Where the claim is false (by construction, or for the channel claims
-on null networks as measured on many fresh levels: selection can make them true of a random network), its
-supported rate must be consistent with alpha: the lower end of its 95% Clopper-Pearson interval at most alpha (a
-template at exactly alpha fails with probability at most 2.5%).  On planted mechanisms the power must be
-consistent with 0.8, the power statistics.md plans claims for: the upper end of its interval at least 0.8.  The
+First, the planted models hold their truth by construction.  Then the claims' own functions (CH1, CH3, P1, and a
+McNemar design; see tests/calibration.py) run through ``Claim.check`` at alpha 0.05 on planted and null models,
+each repetition on fresh calibration levels and model seeds.  Where the claim is false (by construction, or for the
+channel claims on null networks as measured on many fresh levels: selection can make them true of a random
+network), its supported rate must be consistent with alpha: the lower end of its 95% Clopper-Pearson interval at
+most alpha (a template at exactly alpha fails with probability at most 2.5%).  On planted mechanisms the power must
+be consistent with 0.8, the power statistics.md plans claims for: the upper end of its interval at least 0.8.  The
 planted effects are large (P(UP) 0.07 -> 0.17 on every target-up level; a code as large as conv3a's own spread),
 so a template that misses them more often than that is broken.  Quick: 10 repetitions; ``-m slow``: 40 more.
 """
@@ -14,14 +14,19 @@ so a template that misses them more often than that is broken.  Quick: 10 repeti
 import numpy as np
 import pytest
 import torch
+from calibration import ALPHA, CELLS, TEMPLATES, Design, calibrate, true_by_construction
 
-from harness.errors import ObservationError
+from claims import test_channels as channels
+from claims import test_probes as probes
+from harness.claims.calibration import false_positive_rate, power, rate
+from harness.errors import ObservationError, PlantedModelError
+from harness.heist.actions import Action
+from harness.heist.sampling import sample_levels
+from harness.lenses.measures import channel_ablation_drop, target_quadrant
 from harness.policy.interventions import Zero
-from harness.lenses.measures import channel_ablation_drop
 from harness.policy.models import CustomCNN, orthogonal_init
-from harness.claims.planted import (ALPHA, CARRIER, CELLS, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, TEMPLATES, UP, Design,
-                             calibrate, draw_sample, false_positive_rate, power, quadrant_code_model, random_model,
-                             rate, shuffled, true_by_construction, up_channel_model)
+from harness.policy.planted import (CARRIER, CHANNEL, CODE_CHANNELS, LEVEL, PUSH, STRENGTH, Sample,
+                                    quadrant_code_model, random_model, shuffled, up_channel_model)
 from harness.policy.runner import run
 from harness.policy.sites import Site
 from harness.stats import permutation_test_against_null, random_channel_sets
@@ -36,8 +41,30 @@ ZERO_CHANNEL = Zero(site=Site("conv4a", channels=(CHANNEL,)))
 
 
 @pytest.fixture(scope="module")
-def sample():
-    return draw_sample(48, seed=SAMPLE_SEED)
+def levels():
+    return sample_levels("calibration", 48, seed=SAMPLE_SEED, where=lambda level: target_quadrant(level) is not None)
+
+
+@pytest.fixture(scope="module")
+def sample(levels):
+    return Sample.of(levels, trunk_seed=SAMPLE_SEED)
+
+
+@pytest.fixture(scope="module")
+def up(levels):
+    return np.array([channels.target_is_up(level) for level in levels])
+
+
+@pytest.fixture(scope="module")
+def quadrant(levels):
+    return np.array([target_quadrant(level) for level in levels])
+
+
+def test_templates_are_the_claims_own_declarations():
+    assert TEMPLATES["CH1"]["lower_bound_above"] == channels.MIN_EXCESS_DROP
+    assert TEMPLATES["CH3"]["lower_bound_above"] == channels.MIN_GROUP_DROP
+    assert TEMPLATES["P1"]["lower_bound_above"] == probes.MIN_ACCURACY
+    assert {TEMPLATES[t]["seeds"] for t in TEMPLATES} == {"calibration"}
 
 
 def test_tabled_model_is_the_full_network_it_stands_for(sample):
@@ -59,42 +86,47 @@ def test_tabled_model_refuses_a_frame_outside_its_sample(sample):
         run(random_model(sample, start="conv4a", seed=0), frames)
 
 
-def test_planted_channel_pushes_up_exactly_when_the_target_is_up(sample):
-    assert 0 < sample.up.sum() < len(sample.up)
-    up = torch.as_tensor(sample.up, dtype=torch.float32)
-    model = up_channel_model(sample, seed=1)
+def test_planted_channel_pushes_up_exactly_when_the_target_is_up(sample, up):
+    assert 0 < up.sum() < len(up)
+    model = up_channel_model(sample, flag=up, seed=1)
+    flag = torch.as_tensor(up, dtype=torch.float32)
     clean = run(model, sample.frames, cache=["conv4a.relu"])
     channel = clean.activations["conv4a.relu"][:, CHANNEL]
-    torch.testing.assert_close(channel, LEVEL * up[:, None, None].expand_as(channel))
+    torch.testing.assert_close(channel, LEVEL * flag[:, None, None].expand_as(channel))
     ablated = run(model, sample.frames, interventions=[ZERO_CHANNEL])
     push = torch.zeros_like(clean.logits)
-    push[:, UP] = PUSH * up
+    push[:, Action.UP] = PUSH * flag
     torch.testing.assert_close(clean.logits - ablated.logits, push, rtol=1e-4, atol=1e-5)
-    flipped = up_channel_model(sample, seed=1)  # the flag inverted: with the channel zeroed, nothing else reads it
-    flipped.table = flipped.table.clone()
-    flipped.table[:, CARRIER] = 1 - flipped.table[:, CARRIER]
+    flipped = up_channel_model(sample, flag=~up, seed=1)  # with the channel zeroed, nothing else reads the flag
     torch.testing.assert_close(run(flipped, sample.frames, interventions=[ZERO_CHANNEL]).logits, ablated.logits)
-    drop = channel_ablation_drop(model, sample.frames, site="conv4a", channels=[CHANNEL], action=UP)
-    assert (drop[sample.up] > 0.09).all() and (drop[~sample.up] == 0).all()
+    drop = channel_ablation_drop(model, sample.frames, site="conv4a", channels=[CHANNEL], action=Action.UP)
+    assert (drop[up] > 0.09).all() and (drop[~up] == 0).all()
 
 
-def test_planted_code_lies_along_two_fixed_directions_of_conv3a(sample):
-    model = quadrant_code_model(sample, seed=1)
-    silent = quadrant_code_model(sample, seed=1)
+def test_planted_code_lies_along_two_fixed_directions_of_conv3a(sample, quadrant):
+    model = quadrant_code_model(sample, quadrant=quadrant, seed=1)
+    silent = quadrant_code_model(sample, quadrant=quadrant, seed=1)
     silent.table = silent.table.clone()
     silent.table[:, list(CODE_CHANNELS)] = 0
     code = (run(model, sample.frames, cache=["conv3a"]).activations["conv3a"]
             - run(silent, sample.frames, cache=["conv3a"]).activations["conv3a"])
     directions = model.conv3a.weight[:, list(CODE_CHANNELS), 2, 2].detach() / STRENGTH
     torch.testing.assert_close(directions.T @ directions, torch.eye(2))
-    signs = torch.as_tensor(np.stack([np.where(sample.quadrant < 2, 1.0, -1.0),
-                                      np.where(sample.quadrant % 2 == 1, 1.0, -1.0)], 1), dtype=torch.float32)
+    signs = torch.as_tensor(np.stack([np.where(quadrant < 2, 1.0, -1.0),
+                                      np.where(quadrant % 2 == 1, 1.0, -1.0)], 1), dtype=torch.float32)
     expected = STRENGTH * (signs @ directions.T)[:, :, None, None].expand_as(code)
     torch.testing.assert_close(code, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_shuffled_model_permutes_every_parameter_and_keeps_its_input(sample):
-    model = up_channel_model(sample, seed=1)
+def test_planted_models_refuse_truths_not_given_once_per_frame(sample, up, quadrant):
+    with pytest.raises(PlantedModelError, match="one value per frame"):
+        up_channel_model(sample, flag=up[:-1], seed=1)
+    with pytest.raises(PlantedModelError, match="quadrants are 0, 1, 2 or 3"):
+        quadrant_code_model(sample, quadrant=quadrant + 4, seed=1)
+
+
+def test_shuffled_model_permutes_every_parameter_and_keeps_its_input(sample, up):
+    model = up_channel_model(sample, flag=up, seed=1)
     copy = shuffled(model, seed=2)
     assert copy.table is model.table
     for (name, before), (_, after) in zip(model.named_parameters(), copy.named_parameters(), strict=True):
