@@ -74,8 +74,8 @@ RANDOM_GROUP = "CH3 bound 0, random group"
 """CH3 at bound 0 for a random group of channels instead of the selected one: a null of its permutation test."""
 
 
-def _verdict(template: str, result: Estimate, n: int) -> str:
-    return decide({**TEMPLATES[template], "n": n}, result, alpha=ALPHA)
+def _verdict(template: str, result: Estimate, n: int, **selected: object) -> str:
+    return decide({**TEMPLATES[template], "n": n}, result, alpha=ALPHA, selected=selected)
 
 
 def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n: int, null_sets: int, seed: int,
@@ -98,12 +98,16 @@ def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n:
     clean = run(model, confirm).actions_argmax == Action.UP
     ablated = run(model, confirm, interventions=[Zero(site=Site(channels.SITE, channels=(chosen,)))]).actions_argmax
     fewer_up = mcnemar_exact(clean.numpy(), (ablated == Action.UP).numpy(), confidence=CONFIDENCE)
-    verdicts = {"CH1": _verdict("CH1", excess, n), "CH1 bound 0": _verdict("CH1 bound 0", excess, n),
-                "CH3": _verdict("CH3", top, n), "CH3 bound 0": _verdict("CH3 bound 0", top, n),
+    group = ranked[:channels.GROUP_SIZE]
+    verdicts = {"CH1": _verdict("CH1", excess, n, channel=chosen),
+                "CH1 bound 0": _verdict("CH1 bound 0", excess, n, channel=chosen),
+                "CH3": _verdict("CH3", top, n, channels=group),
+                "CH3 bound 0": _verdict("CH3 bound 0", top, n, channels=group),
                 "McNemar": _verdict("McNemar", fewer_up, n)}
     if random_group_seed is not None:
-        group = random_channel_sets(channels.CHANNELS, channels.GROUP_SIZE, 1, seed=random_group_seed)[0]
-        verdicts[RANDOM_GROUP] = _verdict("CH3 bound 0", against_random_sets(group), n)
+        random_group = [int(c) for c in random_channel_sets(channels.CHANNELS, channels.GROUP_SIZE, 1,
+                                                            seed=random_group_seed)[0]]
+        verdicts[RANDOM_GROUP] = _verdict("CH3 bound 0", against_random_sets(random_group), n, channels=random_group)
     return verdicts, ranked
 
 
@@ -138,7 +142,8 @@ def probe_verdicts(model: TabledCNN, frames: np.ndarray, quadrants: np.ndarray, 
         raise SamplingError(f"{len(frames)} frames given; {train + n} are needed")
     result = probes.probe_accuracy(model, frames[:train], quadrants[:train], frames[train:train + n],
                                    quadrants[train:train + n], confidence=CONFIDENCE, shuffles=shuffles, seed=seed)
-    return {template: _verdict(template, result, n) for template in ("P1", "P1 bound 0.25")}
+    probe = f"ridge l2={probes.L2:g}, fit on {train} calibration states"
+    return {template: _verdict(template, result, n, probe=probe) for template in ("P1", "P1 bound 0.25")}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,10 +28,14 @@ def declaration_of(test: Callable) -> dict[str, Any]:
     return dict(marks[0].kwargs)
 
 
-def decide(declaration: Mapping[str, Any], result: Any, *, alpha: float) -> str:
+def decide(declaration: Mapping[str, Any], result: Any, *, alpha: float,
+           selected: Mapping[str, Any] | None = None) -> str:
     """The verdict ``Claim.check`` gives ``result`` for the claim ``declaration`` (marker keywords) tested alone
-    at ``alpha``, so ``result`` is computed at confidence ``1 - alpha``; "refuted" is returned, not raised."""
+    at ``alpha``, so ``result`` is computed at confidence ``1 - alpha``; "refuted" is returned, not raised.
+    ``selected``: the unit(s) chosen, for a claim that declares ``selected_on`` (``claim.select(**selected)``)."""
     claim = Claim(spec=ClaimSpec.declare(**declaration), family_alpha=alpha, family_size=1)
+    if claim.spec.selected_on is not None:
+        claim.select(**(selected or {}))
     try:
         return claim.check(result)
     except ClaimRefuted:
