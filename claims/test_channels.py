@@ -1,8 +1,9 @@
 """Channel claims: conv4a channels that push the agent UP.
 
 Selection (selection seeds only): on levels where the shortest path to the current target starts upward, each
-of conv4a's 32 channels is zeroed in turn and ranked by the mean drop in P(UP) it causes.  The top channel and
-the top three are recorded in the run's metadata.  Confirmation (confirmation seeds, never seen while choosing):
+of conv4a's 32 channels is zeroed in turn and ranked by the mean drop in P(UP) it causes.  Each claim declares
+``selected_on="selection"`` and records the channel (or the top three) it tests in its report row.
+Confirmation (confirmation seeds, never seen while choosing):
 
 CH1. Zeroing the selected channel lowers P(UP) on target-up levels by at least 0.01 more than zeroing another
      conv4a channel does, on average (per level: its drop minus the mean drop of the 31 other channels; paired
@@ -20,7 +21,6 @@ import numpy as np
 import pytest
 
 from harness import render, render_hires
-from harness.claims.plugin import record_run_metadata
 from harness.heist.actions import Action
 from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
                                      target_direction)
@@ -92,20 +92,14 @@ def group_drop_against_random_sets(policy, frames, group, *, confidence: float, 
 
 
 @pytest.fixture(scope="module")
-def selection_frames():
-    from harness.heist.sampling import sample_levels
-
-    return render(sample_levels("selection", SELECTION_LEVELS, seed=0, where=target_is_up))
+def selection_frames(level_sampler):
+    return render(level_sampler("selection", SELECTION_LEVELS, where=target_is_up))
 
 
 @pytest.fixture(scope="module")
-def up_channels(policy, pytestconfig, selection_frames):
+def up_channels(policy, selection_frames):
     """The selection step: conv4a channels ranked by :func:`rank_up_channels` on the selection seeds."""
-    ranked, drops = rank_up_channels(policy, selection_frames)
-    top = ranked[:GROUP_SIZE]
-    record_run_metadata(pytestconfig, "conv4a UP channels (selection seeds, best first)",
-                        {"channels": top, "mean drops": [round(float(drops[c]), 4) for c in top]})
-    return ranked
+    return rank_up_channels(policy, selection_frames)[0]
 
 
 @pytest.mark.claim(
@@ -113,9 +107,10 @@ def up_channels(policy, pytestconfig, selection_frames):
     statement="Zeroing the conv4a channel selected on the selection seeds lowers P(UP) on target-up levels by 0.01 more "
               "than zeroing another conv4a channel does.",
     sites=["conv4a:selected"], metric="drop in P(UP) minus the mean drop of the other channels",
-    lower_bound_above=MIN_EXCESS_DROP, seeds="confirmation", n=256,
+    lower_bound_above=MIN_EXCESS_DROP, seeds="confirmation", selected_on="selection", n=256,
 )
 def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
+    claim.select(channel=up_channels[0])
     frames = render(sample_levels(where=target_is_up))
     claim.attach(frames[0], "a target-up confirmation level (64x64, as the agent sees it)")
     claim.check(paired_bootstrap(excess_drop(policy, frames, up_channels[0]), confidence=claim.confidence))
@@ -126,9 +121,10 @@ def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
     statement="The selected conv4a channel is more active when the gem (the target) lies up the path than down: same "
               "level, gem moved.",
     sites=["conv4a.relu:selected"], metric="activation, gem up minus gem down (selection SDs)",
-    lower_bound_above=MIN_RISE_SD, seeds="confirmation", n=128,
+    lower_bound_above=MIN_RISE_SD, seeds="confirmation", selected_on="selection", n=128,
 )
 def test_up_channel_activation(claim, policy, sample_levels, up_channels, selection_frames):
+    claim.select(channel=up_channels[0])
     levels = sample_levels(where=lambda level: gem_moved_pair(level, "up", "down") is not None)
     pairs = [gem_moved_pair(level, "up", "down") for level in levels]
     up_frames, down_frames = render([p[0] for p in pairs]), render([p[1] for p in pairs])
@@ -143,8 +139,9 @@ def test_up_channel_activation(claim, policy, sample_levels, up_channels, select
     statement=f"Zeroing the top {GROUP_SIZE} conv4a UP channels lowers P(UP) on target-up levels by more than "
               f"{MIN_GROUP_DROP} and by more than random sets of {GROUP_SIZE} conv4a channels do.",
     sites=["conv4a:selected-group"], metric="mean drop in P(UP)", lower_bound_above=MIN_GROUP_DROP,
-    seeds="confirmation", n=256,
+    seeds="confirmation", selected_on="selection", n=256,
 )
 def test_up_channel_group(claim, policy, sample_levels, up_channels):
+    claim.select(channels=up_channels[:GROUP_SIZE])
     frames = render(sample_levels(where=target_is_up))
     claim.check(group_drop_against_random_sets(policy, frames, up_channels[:GROUP_SIZE], confidence=claim.confidence))

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from harness import render
-from harness.heist.sampling import sample_levels as draw_levels
 from harness.lenses.measures import target_quadrant
 from harness.lenses.probes import fit_probe, shuffled_label_scores
 from harness.policy.rollouts import oracle_chooser, play
@@ -63,19 +62,21 @@ def probe_accuracy(policy, train_frames, train_labels, test_frames, test_labels,
 
 
 @pytest.fixture(scope="module")
-def training_states():
+def training_states(level_sampler):
     """The selection step: mid-episode states of selection levels and their quadrants, to fit the probe on."""
-    return states_with_targets(draw_levels("selection", TRAIN_LEVELS, seed=0), seed=0)
+    return states_with_targets(level_sampler("selection", TRAIN_LEVELS), seed=0)
 
 
 @pytest.mark.claim(
     id="P1-target-quadrant-probe",
     statement=f"A linear probe on conv3a tells in which quadrant around the agent the current target lies, with "
               f"held-out accuracy above {MIN_ACCURACY} and above shuffled-label probes.",
-    sites=[SITE], metric="held-out probe accuracy", lower_bound_above=MIN_ACCURACY, seeds="confirmation", n=512,
+    sites=[SITE], metric="held-out probe accuracy", lower_bound_above=MIN_ACCURACY, seeds="confirmation",
+    selected_on="selection", n=512,
 )
 def test_target_quadrant_probe(claim, policy, sample_levels, training_states):
     train_states, train_labels = training_states
+    claim.select(probe=f"ridge l2={L2:g}, fit on {len(train_states)} selection states")
     test_states, test_labels = states_with_targets(sample_levels(n=claim.spec.n + OVERSAMPLE), seed=1)
     test_states, test_labels = test_states[:claim.spec.n], test_labels[:claim.spec.n]
     if len(test_states) < claim.spec.n:

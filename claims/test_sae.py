@@ -82,12 +82,10 @@ def latent_drop_against_matched_latents(policy, sae, frames, moves, chosen: int,
 
 
 @pytest.fixture(scope="module")
-def steering_latent(policy, saes):
+def steering_latent(policy, saes, level_sampler):
     """The selection step: :func:`select_steering_latent` on the selection seeds; the latent and the firing rates."""
-    from harness.heist.sampling import sample_levels as draw_levels
-
-    return select_steering_latent(policy, saes[SITE], draw_levels("selection", SELECTION_LEVELS, seed=0,
-                                                                   where=has_direction))
+    return select_steering_latent(policy, saes[SITE], level_sampler("selection", SELECTION_LEVELS,
+                                                                     where=has_direction))
 
 
 @pytest.mark.claim(
@@ -108,10 +106,11 @@ def test_sae_fidelity(claim, policy, saes, sample_levels):
     statement=f"Zeroing the conv4a SAE latent selected on the selection seeds lowers P(oracle move) by more than "
               f"{MIN_LATENT_DROP} and more than random latents of matched firing rate do.",
     sites=[f"{SITE}.sae.latents:selected"], metric="mean drop in P(oracle move)", lower_bound_above=MIN_LATENT_DROP,
-    seeds="confirmation", n=256, family="exploratory",
+    seeds="confirmation", selected_on="selection", n=256, family="exploratory",
 )
 def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent):
     chosen, rates = steering_latent
+    claim.select(latent=chosen)
     levels = sample_levels(where=has_direction)
     frames, moves = render(levels), oracle_moves(levels)
     claim.attach(frames[0], f"a confirmation frame (latent {chosen} selected)")
