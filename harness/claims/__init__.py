@@ -4,7 +4,8 @@ pytest plugin (options and fixtures), the reports, and saved runs read back as D
 Modules, from the bottom up: ``records`` (a claim's report row; ``png`` encodes its pictures), ``claim`` (the
 declaration, select-then-confirm and the verdict), ``runs`` (a run's rows and metadata: loading, comparing,
 ``read_run`` and ``runs_table``), ``report`` (writers: terminal, Markdown, CSV, JSON, HTML), ``options`` and
-``session`` (the run inside a pytest session), ``plugin`` (the pytest entry point and fixtures).
+``session`` (the run inside a pytest session), ``plugin`` (the pytest entry point and fixtures), and
+``calibration`` (deciding a claim's results on planted models and summarising false-positive rate and power).
 
 May import every library subpackage (``heist``, ``policy``, ``lenses``, ``stats``); nothing imports it but tests
 and ``harness.training``.  Importing this package loads neither pytest nor torch nor pandas.
