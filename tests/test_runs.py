@@ -43,7 +43,20 @@ def test_the_shipped_run_reads_as_one_row_per_claim():
     assert "histogram" not in frame.columns and "figures" not in frame.columns
     assert set(frame["run"]) == {"shipped-agent"}
     assert frame.set_index("id").loc["B1-solves-held-out-levels", "estimate"] == pytest.approx(0.939453125)
-    assert frame["selected_on"].isna().all() and all(s == {} for s in frame["selected"])  # saved before selection
+    chosen = frame.set_index("id")
+    assert chosen.loc["CH3-up-channel-group", "selected_on"] == "selection"
+    assert chosen.loc["CH3-up-channel-group", "selected"] == {"channels": [6, 17, 5]}
+    assert chosen.loc["B1-solves-held-out-levels", "selected"] == {}
+
+
+def test_a_run_saved_before_selection_was_recorded_still_reads(tmp_path):
+    path = saved_run(tmp_path, "old", row("CH1", selected_on="selection", selected={"channel": 6})) / "claims.json"
+    data = json.loads(path.read_text())
+    for claim in data["claims"]:
+        del claim["selected_on"], claim["selected"]
+    path.write_text(json.dumps(data))
+    frame = read_run(path)
+    assert frame["selected_on"].isna().all() and all(s == {} for s in frame["selected"])
 
 
 def test_a_selection_and_an_empty_run_read_back(tmp_path):
