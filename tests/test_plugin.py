@@ -271,6 +271,24 @@ def test_options_reach_the_fixtures(claims):
     bad.stderr.fnmatch_lines(["*--sae 'conv3a': give SITE=PATH*"])
 
 
+@pytest.mark.parametrize("alpha", ["0.5", "1e-300", "nan", "0"])
+def test_an_alpha_outside_its_range_is_refused_before_anything_runs(claims, alpha):
+    claims.makepyfile(test_verdicts=THREE_VERDICTS)
+    bad = run(claims, "--claims-alpha", alpha)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--claims-alpha must lie in ?1e-06, 0.2?, got*"])
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_anything_runs(claims):
+    claims.makepyfile(test_verdicts=THREE_VERDICTS)
+    (claims.path / "taken").write_text("a file, not a folder")
+    for report_dir in ("taken", "taken/below"):
+        bad = run(claims, "--claims-report-dir", report_dir)
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR
+        bad.stderr.fnmatch_lines(["*cannot write reports to*taken is a file, not a folder*"])
+        assert "passed" not in bad.stdout.str()
+
+
 def test_comparison_with_a_saved_run(claims):
     claims.makepyfile(test_verdicts=THREE_VERDICTS)
     run(claims, "--claims-run", "r1")

@@ -5,12 +5,17 @@ Model checkpoints come from ``--policy PATH`` and ``--sae SITE=PATH`` (repeatabl
 command-line paths are relative to the invocation directory.  A ``--sae`` replaces the ini's SAE for its site only.
 """
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+
+MIN_ALPHA, MAX_ALPHA = 1e-6, 0.2
+"""The family-wise alpha a run may use (docs/statistics.md): above 0.2 a "supported" verdict means little; below
+1e-6 the intervals are wider than any sample of levels can narrow."""
 
 __all__ = ["ClaimsOptions", "add_options", "resolve_options"]
 
@@ -87,12 +92,16 @@ def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
         **_site_paths(config.getoption("sae"), here, "--sae"),
     }
     alpha = config.getoption("claims_alpha")
-    if not 0 < alpha < 1:
-        raise pytest.UsageError(f"--claims-alpha must lie in (0, 1), got {alpha}")
+    if not MIN_ALPHA <= alpha <= MAX_ALPHA:
+        raise pytest.UsageError(
+            f"--claims-alpha must lie in [{MIN_ALPHA:g}, {MAX_ALPHA:g}], got {alpha:g}: a larger alpha makes verdicts "
+            "that mean little, a smaller one makes intervals no sample can narrow"
+        )
     if not run_name or Path(run_name).name != run_name or run_name in (".", ".."):
         raise pytest.UsageError(f"--claims-run {run_name!r}: a run name is one path component")
     report_dir = config.getoption("claims_report_dir")
     report_dir = config.rootpath / "reports" if report_dir is None else here / report_dir
+    _check_writable(report_dir / run_name)
     policy, ini_policy = config.getoption("policy"), config.getini("heist_policy")
     compare = config.getoption("claims_compare")
     return ClaimsOptions(
@@ -105,6 +114,19 @@ def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
         strict=config.getoption("claims_strict"),
         compare=None if compare is None else _resolve_compare(compare, here, report_dir, run_name),
     )
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Refuse, before any claim runs, a run directory that could not be written: a file in its place or on its
+    path, or a nearest existing folder the user may not write to."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise pytest.UsageError(f"cannot write reports to {run_dir}: {path} is a file, not a folder; "
+                                        "pass --claims-report-dir DIR naming a folder")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise pytest.UsageError(f"cannot write reports to {run_dir}: no permission to write in {path}")
+            return
 
 
 def _resolve_compare(value: str, here: Path, report_dir: Path, run_name: str) -> Path:
