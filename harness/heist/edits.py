@@ -54,23 +54,11 @@ class LevelEdits:
 
     def add_key(self, colour: str, cell: Cell) -> "HeistLevel":
         """A key of ``colour`` in ``cell`` (centred), with has_keys and the HUD icon extended if needed."""
-        colour = _colour(colour)
-        if colour in self.keys:
-            raise LevelEditError(f"level already has a {colour} key at {self.keys[colour].cell}; move it instead")
-        self._check_free(cell)
-        level = self._with_colour(colour)
-        key = new_entity(KEY, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.375, key_ry(0.375))
-        return level._with_entities(level._level_entities() + (key,) + level._hud_entities())
+        return self._add(KEY, colour, cell, rx=0.375, ry=key_ry(0.375))
 
     def add_lock(self, colour: str, cell: Cell) -> "HeistLevel":
         """A locked door of ``colour`` in ``cell``, with has_keys and the HUD icon extended if needed."""
-        colour = _colour(colour)
-        if colour in self.locks:
-            raise LevelEditError(f"level already has a {colour} lock at {self.locks[colour].cell}; move it instead")
-        self._check_free(cell)
-        level = self._with_colour(colour)
-        lock = new_entity(LOCK, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, 0.5, 0.5)
-        return level._with_entities(level._level_entities() + (lock,) + level._hud_entities())
+        return self._add(LOCK, colour, cell, rx=0.5, ry=0.5)
 
     def add_wall(self, cell: Cell) -> "HeistLevel":
         """A wall on an empty floor cell inside the maze."""
@@ -121,6 +109,17 @@ class LevelEdits:
         e = self.occupant(cell)
         if e is not None and e is not moving:
             raise LevelEditError(f"cell {cell} already holds the {describe(e)}")
+
+    def _add(self, type_: int, colour: str, cell: Cell, *, rx: float, ry: float) -> "HeistLevel":
+        """A new key or lock of ``colour`` centred in ``cell``, among the level entities (before the HUD icons)."""
+        colour = _colour(colour)
+        present, name = (self.keys, "key") if type_ == KEY else (self.locks, "lock")
+        if colour in present:
+            raise LevelEditError(f"level already has a {colour} {name} at {present[colour].cell}; move it instead")
+        self._check_free(cell)
+        level = self._with_colour(colour)
+        entity = new_entity(type_, COLOURS.index(colour), cell[0] + 0.5, cell[1] + 0.5, rx, ry)
+        return level._with_entities(level._level_entities() + (entity,) + level._hud_entities())
 
     def _require(self, entity: Entity | None, what: str) -> Entity:
         if entity is None:
