@@ -29,6 +29,11 @@ class UnknownSiteError(HarnessError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ModelOutputError(HarnessError, ValueError):
+    """A forward pass produced non-finite logits or values (NaN weights, an intervention that injected NaN or inf);
+    the message says how many rows and under which interventions."""
+
+
 class InterventionError(HarnessError, ValueError):
     """An intervention is malformed (shape, channels out of range) or never fired during a run."""
 

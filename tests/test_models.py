@@ -168,3 +168,34 @@ def test_checkpoint_sha256_matches_hashlib(tmp_path):
     path = tmp_path / "p.pt"
     torch.save(CustomCNN().state_dict(), path)
     assert checkpoint_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("content, needle", [(b"hello world\n", "neither a zip archive .* nor a pickle"),
+                                             (bytes(range(7, 256)) * 4, "neither a zip archive")])
+def test_text_and_random_bytes_are_named_not_a_checkpoint(tmp_path, content, needle):
+    (tmp_path / "p.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=needle):
+        load_policy(tmp_path / "p.pt")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad):
+    state = CustomCNN().state_dict()
+    state["fc2.weight"][0, 0] = bad
+    torch.save(state, tmp_path / "p.pt")
+    with pytest.raises(CheckpointError, match=r"NaN or infinite weights in: fc2.weight \(1 of 131072 values\)"):
+        load_policy(tmp_path / "p.pt")
+
+
+def test_integer_weights_are_refused_not_cast(tmp_path):
+    state = CustomCNN().state_dict()
+    state["fc3.bias"] = torch.zeros(15, dtype=torch.int64)
+    torch.save(state, tmp_path / "p.pt")
+    with pytest.raises(CheckpointError, match="layer fc3: fc3.bias expected floating point, found torch.int64"):
+        load_policy(tmp_path / "p.pt")
+
+
+def test_legacy_pickle_format_still_loads(tmp_path):
+    state = CustomCNN().state_dict()
+    torch.save(state, tmp_path / "p.pt", _use_new_zipfile_serialization=False)
+    torch.testing.assert_close(load_policy(tmp_path / "p.pt").state_dict()["fc3.bias"], state["fc3.bias"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import InterventionError, ObservationError, UnknownSiteError
+from harness.errors import InterventionError, ModelOutputError, ObservationError, UnknownSiteError
 from harness.policy.interventions import Cache, Patch, Zero
 from harness.policy.models import CustomCNN, ImpalaCNN, preprocess
 from harness.policy.runner import RunResult, run
@@ -157,3 +157,23 @@ def test_duplicate_cache_and_non_interventions_are_refused(model, frames):
 def test_bad_observations_or_batch_size(model, observations, batch_size, needle):
     with pytest.raises(ObservationError, match=needle):
         run(model, observations, batch_size=batch_size)
+
+
+def test_non_finite_outputs_are_refused_not_turned_into_actions(frames):
+    model = CustomCNN().eval()
+    with torch.no_grad():
+        model.fc3.bias[3] = float("nan")
+    with pytest.raises(ModelOutputError, match="NaN or infinite logits or values for 5 observations .* no interv"):
+        run(model, frames)
+
+
+def test_an_intervention_that_injects_nan_is_named(frames):
+    model = CustomCNN().eval()
+    patch = Patch(site="conv4a", source=torch.full((5, 32, 8, 8), 3e38))  # finite, but overflows downstream
+    with pytest.raises(ModelOutputError, match="under .*conv4a"):
+        run(model, frames, interventions=[patch])
+
+
+def test_intervention_data_must_be_finite():
+    with pytest.raises(InterventionError, match="source holds NaN or infinite values"):
+        Patch(site="conv4a", source=torch.full((5, 32, 8, 8), float("nan")))

@@ -39,7 +39,10 @@ Hook = Callable[[Tensor, slice], Tensor]
 def _as_float_tensor(name: str, value: Tensor | np.ndarray) -> Tensor:
     if not isinstance(value, Tensor | np.ndarray):
         raise InterventionError(f"{name} must be a tensor or numpy array, got {type(value).__name__}")
-    return torch.as_tensor(value, dtype=torch.float32)
+    tensor = torch.as_tensor(value, dtype=torch.float32)
+    if not bool(torch.isfinite(tensor).all()):
+        raise InterventionError(f"{name} holds NaN or infinite values (or values beyond float32's range)")
+    return tensor
 
 
 def _check_shape(what: str, site: Site, found: tuple[int, ...], expected: tuple[int, ...]) -> None:

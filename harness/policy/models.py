@@ -17,6 +17,7 @@ Each model declares its named activation sites in ``SITES`` (site name -> submod
 
 import hashlib
 import pickle
+import zipfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -221,9 +222,11 @@ def checkpoint_sha256(path: str | PathLike) -> str:
 
 def read_state_dict(path: str | PathLike) -> dict[str, Tensor]:
     """The tensors of a checkpoint file: a plain ``state_dict`` or one under ``model_state_dict``/``state_dict``
-    (for policies and SAEs alike); a CheckpointError says what the file holds instead."""
+    (for policies and SAEs alike); a CheckpointError says what the file holds instead.  Tensors holding NaN or
+    infinity are refused: a model with them gives NaN probabilities, and every verdict drawn from it is void."""
     if not Path(path).is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    _check_torch_file(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -231,7 +234,7 @@ def read_state_dict(path: str | PathLike) -> dict[str, Tensor]:
             f"{path} holds pickled Python objects, which weights_only=True refuses; re-save it as a plain "
             "state_dict with torch.save(model.state_dict(), path)"
         ) from exc
-    except (RuntimeError, EOFError) as exc:
+    except Exception as exc:  # torch.load raises many types for damaged files; all mean the same thing here
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): {exc}") from exc
     if isinstance(loaded, dict):
         for key in ("model_state_dict", "state_dict"):
@@ -243,11 +246,34 @@ def read_state_dict(path: str | PathLike) -> dict[str, Tensor]:
             f"{path} holds no state_dict (a dict of tensor names to tensors, possibly under 'model_state_dict' "
             "or 'state_dict'); save one with torch.save(model.state_dict(), path)"
         )
+    broken = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()} values)" for k, v in loaded.items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite weights in: " + ", ".join(broken)
+                              + "; a model with them cannot be tested (did training diverge?)")
     return loaded
 
 
+def _check_torch_file(path: str | PathLike) -> None:
+    """Refuse files that ``torch.save`` cannot have written (text, random bytes) before torch guesses at them:
+    its own format is a zip archive, the legacy one a pickle (first byte 0x80, the protocol marker)."""
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head == b"PK":
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): its zip archive "
+                              "has no central directory")
+    if head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint: it is neither a zip archive (torch.save's format) nor a pickle "
+            f"(it starts with {head!r}); pass the file written by torch.save(model.state_dict(), path)"
+        )
+
+
 def checkpoint_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) -> list[str]:
-    """Every missing, unexpected or wrongly shaped key of ``found`` against ``expected``, naming its layer."""
+    """Every missing, unexpected, wrongly shaped or non-float (where float is expected) key of ``found`` against
+    ``expected``, naming its layer."""
     problems = [
         f"layer {k.rpartition('.')[0]}: missing {k}, expected shape {tuple(v.shape)}"
         for k, v in expected.items()
@@ -262,6 +288,11 @@ def checkpoint_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Te
         f"layer {k.rpartition('.')[0]}: {k} expected shape {tuple(v.shape)}, found {tuple(found[k].shape)}"
         for k, v in expected.items()
         if k in found and v.shape != found[k].shape
+    ]
+    problems += [  # load_state_dict would cast integer weights silently
+        f"layer {k.rpartition('.')[0]}: {k} expected floating point, found {found[k].dtype}"
+        for k, v in expected.items()
+        if k in found and v.is_floating_point() and not found[k].is_floating_point()
     ]
     return problems
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.errors import InterventionError, ObservationError
+from harness.errors import InterventionError, ModelOutputError, ObservationError
 from harness.policy.interventions import Cache, Intervention, Mean, Recording
 from harness.policy.models import preprocess
 from harness.policy.sites import Site, hooked
@@ -86,6 +86,7 @@ def run(
                     counts[:] = [0] * len(applied)
                     chunk_logits, chunk_value = policy(preprocess(observations[chunk]).to(device))
                     _check_fired(applied, counts)
+                    _check_finite(chunk_logits, chunk_value, chunk, interventions)
                     logits.append(chunk_logits)
                     values.append(chunk_value)
     finally:
@@ -124,6 +125,17 @@ def _check_fired(applied: Sequence[Intervention], counts: Sequence[int]) -> None
                 f"{iv} fired {count} times in one forward pass: the module behind site {iv.site.name!r} is called "
                 "more than once, so the site is ambiguous; give each call its own module"
             )
+
+
+def _check_finite(logits: Tensor, value: Tensor, chunk: slice, interventions: Sequence[Intervention]) -> None:
+    bad = ~(torch.isfinite(logits).all(-1) & torch.isfinite(value))
+    if bool(bad.any()):
+        rows = (torch.nonzero(bad).flatten() + chunk.start)[:5].tolist()
+        under = f"under {list(interventions)}" if interventions else "with no intervention (are its weights broken?)"
+        raise ModelOutputError(
+            f"the policy gave NaN or infinite logits or values for {int(bad.sum())} observations (first rows "
+            f"{rows}) {under}; probabilities and actions from them would be meaningless"
+        )
 
 
 def reference_mean(
