@@ -99,12 +99,15 @@ def distances_from(level: HeistLevel, start: Cell, held: frozenset[str] | None =
 def shortest_path(level: HeistLevel, start: Cell, goal: Cell,
                   held: frozenset[str] | None = None) -> tuple[Cell, ...] | None:
     """A shortest path of cells from ``start`` to ``goal`` inclusive, or None if ``goal`` is unreachable.
-    Ties are broken in the fixed order up, down, left, right, so the path is deterministic."""
+    Ties are broken in the fixed order up, down, left, right, so the path is deterministic.  A closed lock may be
+    the goal (the path ends on it, as the agent reaching the lock does) but is never passed through; a wall is
+    never a goal, e.g. ``shortest_path(level, level.agent.cell, level.locks["blue"].cell)[-1]`` is the lock's cell.
+    """
     dist = distances_from(level, goal, held)  # walk downhill from the start towards the goal
     x, y = start
     if not (0 <= y < dist.shape[0] and 0 <= x < dist.shape[1]) or dist[y, x] < 0:
         return None
-    if not passable(level, held)[goal[1], goal[0]]:  # the search starts at the goal even if it cannot be entered
+    if level.is_wall(goal):  # the search starts at the goal even if it cannot be entered
         return None
     h, w = dist.shape
     dist = dist.tolist()
@@ -180,8 +183,7 @@ def decision_cells(level: HeistLevel) -> dict[str, Cell]:
     for name, entity in others:
         if entity is guidance.target.entity:
             continue
-        held = level.held_keys | {entity.colour} if name.endswith("lock") else None
-        path = shortest_path(level, start, entity.cell, held)
+        path = shortest_path(level, start, entity.cell)
         if path is None:
             continue
         shared = 0
