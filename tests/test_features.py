@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.lenses.features import entity_activation, entity_masks, entity_profile, patch_grid, top_activations
+from harness.lenses.features import (diverse_top, entity_activation, entity_masks, entity_profile, entity_profiles,
+                                     entity_readings, pair_readings, patch_grid, top_activations)
 from harness.heist.engine import generate, render
 from harness.lenses.sae import ConvSAE, ConvSAEConfig, spliced
 
@@ -64,6 +65,7 @@ def test_entity_profile_averages_over_levels(model, levels):
 
 
 def _maps(model, levels, site, channel):
+    """The site's activations on the levels' first frames, read with run directly, at ``channel`` (or a slice)."""
     from harness.policy.runner import run
     return run(model, render(levels), cache=[site]).activations[site][:, channel]
 
@@ -103,3 +105,69 @@ def test_sae_latents_and_flat_sites_are_units_too(model, levels):
     assert top.grid.shape == (8, 18, 3)
     flat = top_activations(model, levels, site="fc1", channel=0, n=2, upscale=1, columns=2)
     assert flat.positions is None and flat.grid.shape == (64, 130, 3)
+
+
+def test_entity_profiles_of_every_channel_match_the_one_channel_profiles(model, levels):
+    profiles = entity_profiles(model, levels, site="conv3a")
+    assert profiles.channels == tuple(range(32)) and profiles.mean.shape == (32, len(profiles.entities))
+    for channel in (0, 4, 31):
+        one, many = entity_profile(model, levels, site="conv3a", channel=channel), profiles.of(channel)
+        assert one.levels == dict(many.levels)
+        for name, value in one.mean.items():
+            assert many.mean[name] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    maps = _maps(model, levels, "conv3a", slice(None)).numpy()
+    # independent: the per-level dict of entity_activation, averaged by hand
+    per_level = [entity_activation(m[7], lv) for m, lv in zip(maps, levels)]
+    floor = np.mean([p["floor"] for p in per_level])
+    e = profiles.entities
+    assert profiles.mean[7, e.index("floor")] == pytest.approx(floor, rel=1e-6)
+    gem = profiles.mean[:, e.index("gem")]
+    others = np.delete(profiles.mean, e.index("gem"), axis=1).max(1)
+    assert profiles.selectivity("gem") == pytest.approx(gem - others)
+    with pytest.raises(InterventionError, match="no 'dragon'"):
+        profiles.selectivity("dragon")
+    with pytest.raises(InterventionError, match="not profiled"):
+        entity_profiles(model, levels, site="conv3a", channels=(2, 3)).of(4)
+
+
+def test_kinds_merge_the_key_colours(levels):
+    level = next(lv for lv in levels if len(lv.keys) >= 2)
+    coloured, merged = entity_masks(level), entity_masks(level, kinds=True)
+    keys = np.logical_or.reduce([coloured[f"{c} key"] for c in level.keys])
+    assert (merged["key"] == keys).all() and not any(" key" in name for name in merged)
+    act = np.random.default_rng(0).normal(size=(16, 16))
+    up = np.repeat(np.repeat(act, 4, 0), 4, 1)
+    assert entity_activation(act, level, kinds=True)["key"] == pytest.approx(up[keys].mean())
+
+
+def test_a_removed_key_is_read_at_the_base_levels_cells(model, levels):
+    base = [lv for lv in levels if "blue" in lv.keys]
+    removed = [lv.remove_key("blue") for lv in base]
+    clean, edited = pair_readings(model, base, removed, site="conv3a", entity="blue key", channels=(1, 5))
+    maps = _maps(model, removed, "conv3a", slice(None)).numpy()
+    for i, level in enumerate(base):
+        mask = entity_masks(level)["blue key"]
+        for u, channel in enumerate((1, 5)):
+            up = np.repeat(np.repeat(maps[i, channel], 4, 0), 4, 1)
+            assert edited[i, u] == pytest.approx(up[mask].mean(), rel=1e-5)
+    assert clean.shape == edited.shape == (len(base), 2) and not np.allclose(clean, edited)
+    with pytest.raises(InterventionError, match="has no 'blue key'"):
+        entity_readings(maps, removed, "blue key")
+    with pytest.raises(InterventionError, match="as many edited"):
+        pair_readings(model, base, removed[:-1], site="conv3a", entity="blue key")
+
+
+def test_diverse_top_skips_repeated_seeds_and_near_duplicate_frames(levels):
+    twins = levels + levels[:1]
+    scores = np.array([1.0, 5.0, 3.0, 2.0, 0.5, 9.0])  # the best is a repeat of level 0's seed
+    assert diverse_top(scores, twins, 3) == [5, 1, 2]
+    frames = render(levels[:3])
+    near = frames.copy()
+    near[2] = frames[1]
+    near[2, :2, :2] = 0  # level 2 shows level 1's frame with 4 of 4096 pixels changed: a near-duplicate
+    scores = np.array([1.0, 3.0, 2.0])
+    assert diverse_top(scores, levels[:3], 3, frames=near) == [1, 0]
+    assert diverse_top(scores, levels[:3], 3, frames=near, min_difference=0.0) == [1, 2, 0]
+    assert diverse_top(scores, levels[:3], 3, frames=frames) == [1, 2, 0]
+    with pytest.raises(InterventionError, match="one score"):
+        diverse_top(scores[:2], levels, 2)

@@ -29,6 +29,7 @@ from harness.lenses.sae import (
     l0,
     latent_maxima,
     load_sae,
+    sae_latents,
     save_sae,
     spliced,
     training_record,
@@ -219,6 +220,21 @@ def test_without_the_error_term_the_policy_sees_the_reconstruction(model, frames
         torch.testing.assert_close(inside.activations["conv3a"], sae(reference.activations["conv3a"]))
     assert not torch.allclose(inside.logits, reference.logits, atol=1e-3)
     assert clean(model)
+
+
+def test_sae_latents_of_a_batch_match_the_spliced_latent_site(model, frames, sae):
+    with spliced(model, sae):
+        direct = run(model, frames, cache=[sae.latent_site]).activations[sae.latent_site]
+    maps = sae_latents(model, sae, frames, batch_size=3)  # two chunks
+    torch.testing.assert_close(maps, direct)
+    torch.testing.assert_close(sae_latents(model, sae, frames, reduce="sum", batch_size=3), direct.sum((2, 3)))
+    peaks = sae_latents(model, sae, frames, reduce="max")
+    torch.testing.assert_close(peaks, direct.amax((2, 3)))
+    frame_rates = firing_rates(peaks)  # the fraction of frames on which each latent fires anywhere
+    assert frame_rates.tolist() == pytest.approx((direct.amax((2, 3)) > 0).float().mean(0).tolist())
+    assert dense_fraction(frame_rates, above=0.5) == pytest.approx(float((frame_rates > 0.5).float().mean()))
+    with pytest.raises(SAEError, match="reduce"):
+        sae_latents(model, sae, frames, reduce="mean")
 
 
 def test_zero_and_clamp_of_a_latent_change_the_logits(model, frames, sae):

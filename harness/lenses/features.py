@@ -1,8 +1,10 @@
-"""Looking at one unit: its top-activating level patches and how strongly it fires on each kind of entity.
+"""Looking at units: their top-activating level patches, how strongly they fire on each kind of entity, and
+their reading at one entity's cells (also on a counterfactual twin that lacks the entity).
 
 A unit is one channel of any site: a model channel (``site="conv3a", channel=5``) or an SAE latent
-(``site="conv3a.sae.latents", channel=17`` inside ``with spliced(policy, sae):``).  Both tools render the
-levels through the engine and read the unit with :func:`harness.policy.runner.run`.
+(``site="conv3a.sae.latents", channel=17`` inside ``with spliced(policy, sae):``).  The tools render the
+levels through the engine and read every unit they are asked for (``channels=None``: all of the site's) in one
+:func:`harness.policy.runner.run`.
 
 Pixels and the activation map: a frame is 64x64; a site's map ``(H, W)`` tiles it evenly, map cell ``(r, c)``
 covering pixel rows ``[r * 64/H, (r + 1) * 64/H)`` and the same for columns.  Entities and maze cells are mapped
@@ -27,10 +29,15 @@ from harness.policy.sites import Site
 
 __all__ = [
     "EntityProfile",
+    "EntityProfiles",
     "TopActivations",
+    "diverse_top",
     "entity_activation",
     "entity_masks",
     "entity_profile",
+    "entity_profiles",
+    "entity_readings",
+    "pair_readings",
     "patch_grid",
     "top_activations",
 ]
@@ -39,14 +46,16 @@ _SIZE = FRAME_SHAPE[0]
 _OUTLINE = np.array([255, 0, 255], dtype=np.uint8)
 
 
-def _unit_maps(policy: nn.Module, levels: Sequence[HeistLevel], site: str, channel: int,
+def _unit_maps(policy: nn.Module, levels: Sequence[HeistLevel], site: str, channels: Sequence[int] | None,
                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames of ``levels`` and the unit's activation per frame: maps ``(N, H, W)`` or values ``(N,)``."""
+    """Frames of ``levels`` and the units' activations per frame: maps ``(N, U, H, W)`` or values ``(N, U)``
+    (``channels=None``: every channel of the site)."""
     if not levels:
         raise InterventionError("levels is empty; pass at least one level")
     frames = render(levels)
-    result = run(policy, frames, cache=[Site(site, channels=(channel,))], batch_size=batch_size)
-    return frames, result.activations[site][:, 0].numpy()
+    cached = Site(site) if channels is None else Site(site, channels=tuple(int(c) for c in channels))
+    result = run(policy, frames, cache=[cached], batch_size=batch_size)
+    return frames, result.activations[site].numpy()
 
 
 # ------------------------------------------------------------------------------------------------ top examples
@@ -65,26 +74,46 @@ class TopActivations:
     """uint8 image of the patches (see :func:`patch_grid`), in the same order."""
 
 
+def diverse_top(scores: np.ndarray, levels: Sequence[HeistLevel], n: int, *, frames: np.ndarray | None = None,
+                min_difference: float = 0.02) -> list[int]:
+    """Indices of the ``n`` highest ``scores`` (strongest first, the first on ties) such that no two levels share
+    a seed and, with ``frames``, no two frames differ in fewer than ``min_difference`` of their pixels
+    (near-duplicates); fewer when the levels run out.  Example: rank levels by an SAE latent's summed activation,
+    ``diverse_top(sae_latents(policy, sae, frames, reduce="sum")[:, 17].numpy(), levels, 8, frames=frames)``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.shape != (len(levels),) or n < 1 or (frames is not None and len(frames) != len(levels)):
+        raise InterventionError(f"need one score (and frame) per level and n >= 1; got scores {scores.shape}, "
+                                f"{len(levels)} levels, n={n}")
+    chosen: list[int] = []
+    seeds: set[int] = set()
+    for i in np.argsort(-scores, kind="stable"):
+        if levels[i].current_level_seed in seeds or (frames is not None and any(
+                (frames[i] != frames[j]).any(-1).mean() < min_difference for j in chosen)):
+            continue
+        seeds.add(levels[i].current_level_seed)
+        chosen.append(int(i))
+        if len(chosen) == n:
+            break
+    return chosen
+
+
 def top_activations(policy: nn.Module, levels: Sequence[HeistLevel], *, site: str, channel: int, n: int = 16,
-                    crop: int = 32, upscale: int = 4, columns: int = 4, batch_size: int = 256) -> TopActivations:
+                    crop: int = 32, upscale: int = 4, columns: int = 4, min_difference: float = 0.02,
+                    batch_size: int = 256) -> TopActivations:
     """The ``n`` levels of ``levels`` (first frames) where the unit's largest activation is highest.
 
-    Diversity: each level contributes one example, at the position of its maximum, and levels with the same seed
-    count once.  Pass a representative sample, e.g. ``sample_levels("selection", 500, seed=0)``.
+    Diversity (:func:`diverse_top`): each level contributes one example, at the position of its maximum, levels
+    with the same seed count once and near-duplicate frames (fewer than ``min_difference`` of the pixels differ)
+    too.  Pass a representative sample, e.g. ``sample_levels("selection", 500, seed=0)``.
     """
-    frames, acts = _unit_maps(policy, levels, site, channel, batch_size)
+    frames, maps = _unit_maps(policy, levels, site, (channel,), batch_size)
+    acts = maps[:, 0]
     spatial = acts.ndim == 3
     flat = acts.reshape(len(acts), -1)
     best = flat.argmax(1)
     values = flat[np.arange(len(acts)), best]
-    chosen: list[int] = []
-    seen: set[int] = set()
-    for i in np.argsort(-values, kind="stable"):
-        if levels[i].current_level_seed not in seen:
-            seen.add(levels[i].current_level_seed)
-            chosen.append(int(i))
-            if len(chosen) == n:
-                break
+    chosen = diverse_top(values, levels, n, frames=frames, min_difference=min_difference)
     positions = tuple(divmod(int(best[i]), acts.shape[2]) for i in chosen) if spatial else None
     grid = patch_grid(frames[chosen], positions, acts.shape[1:] if spatial else None, crop=crop, upscale=upscale,
                       columns=columns)
@@ -137,9 +166,14 @@ def _crop_start(centre: float, crop: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ entities
-def entity_masks(level: HeistLevel) -> dict[str, np.ndarray]:
+def entity_masks(level: HeistLevel, *, kinds: bool = False) -> dict[str, np.ndarray]:
     """Boolean 64x64 pixel masks (a pixel belongs when its centre does): ``agent``, ``gem``, ``{colour} key``,
-    ``{colour} lock`` for those present, ``wall`` and ``floor`` (their cells, minus every entity box)."""
+    ``{colour} lock`` for those present, ``wall`` and ``floor`` (their cells, minus every entity box).
+
+    ``kinds=True`` merges the colours: one ``key`` and one ``lock`` mask (the union of the keys, of the locks).
+    Masks of a counterfactual level come from the level itself; to read a removed entity's cells on it, take the
+    base level's mask (:func:`pair_readings`).
+    """
     world = level.world_dim
     unit = _SIZE / world
     centres = np.arange(_SIZE) + 0.5
@@ -149,7 +183,8 @@ def entity_masks(level: HeistLevel) -> dict[str, np.ndarray]:
     for name, e in entities:
         rows = ((world - e.y - e.ry) * unit <= centres) & (centres < (world - e.y + e.ry) * unit)
         cols = ((e.x - e.rx) * unit <= centres) & (centres < (e.x + e.rx) * unit)
-        masks[name] = rows[:, None] & cols[None, :]
+        name = name.split()[-1] if kinds else name
+        masks[name] = masks.get(name, False) | (rows[:, None] & cols[None, :])
     occupied = np.logical_or.reduce(list(masks.values()))
     cell_y = world - 1 - np.floor(centres / unit).astype(int)
     cell_x = np.floor(centres / unit).astype(int)
@@ -159,19 +194,65 @@ def entity_masks(level: HeistLevel) -> dict[str, np.ndarray]:
     return masks
 
 
-def entity_activation(activation_map: np.ndarray, level: HeistLevel) -> dict[str, float]:
+def _map_weights(level: HeistLevel, shape: tuple[int, ...], kinds: bool) -> dict[str, np.ndarray]:
+    """Per entity of :func:`entity_masks` that covers a pixel: each map cell's share of the entity's pixels,
+    flattened ``(H * W,)`` and summing to 1, so ``maps @ weight`` is the unit's mean over the entity."""
+    if len(shape) != 2 or _SIZE % shape[0] or _SIZE % shape[1]:
+        raise InterventionError(f"activation maps must be (H, W) with H and W dividing 64, got {tuple(shape)}; "
+                                "an entity reading needs a spatial site")
+    h, w = shape
+    weights = {}
+    for name, mask in entity_masks(level, kinds=kinds).items():
+        weight = mask.reshape(h, _SIZE // h, w, _SIZE // w).sum((1, 3)).ravel().astype(float)
+        if weight.sum() > 0:
+            weights[name] = weight / weight.sum()
+    return weights
+
+
+def entity_activation(activation_map: np.ndarray, level: HeistLevel, *, kinds: bool = False) -> dict[str, float]:
     """The mean of an activation map ``(H, W)`` over each entity of :func:`entity_masks`, every map cell weighted
     by the fraction of its pixels inside the entity's mask; masks that cover no pixel are left out."""
     act = np.asarray(activation_map, dtype=float)
-    if act.ndim != 2 or _SIZE % act.shape[0] or _SIZE % act.shape[1]:
-        raise InterventionError(f"activation_map must be (H, W) with H and W dividing 64, got {act.shape}")
-    h, w = act.shape
-    profile = {}
-    for name, mask in entity_masks(level).items():
-        weight = mask.reshape(h, _SIZE // h, w, _SIZE // w).mean((1, 3))
-        if weight.sum() > 0:
-            profile[name] = float((weight * act).sum() / weight.sum())
-    return profile
+    weights = _map_weights(level, act.shape, kinds)
+    return {name: float(weight @ act.ravel()) for name, weight in weights.items()}
+
+
+def entity_readings(maps: np.ndarray, levels: Sequence[HeistLevel], entity: str, *,
+                    kinds: bool = False) -> np.ndarray:
+    """Every unit's mean over ``entity``'s cells of ``levels[i]``: maps ``(N, U, H, W)`` -> ``(N, U)``.
+
+    The masks come from ``levels``, whatever the maps were computed on, so a unit can be read where a removed key
+    was.  Example: ``entity_readings(maps, levels, "blue key")[:, 17]``.
+    """
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim != 4 or len(maps) != len(levels):
+        raise InterventionError(f"maps must be (N, U, H, W) with one map per level; got {maps.shape} for "
+                                f"{len(levels)} levels")
+    out = np.empty(maps.shape[:2])
+    for i, (level, units) in enumerate(zip(levels, maps)):
+        weight = _map_weights(level, units.shape[1:], kinds).get(entity)
+        if weight is None:
+            raise InterventionError(f"level {level.current_level_seed} has no {entity!r} to read at; it has "
+                                    f"{sorted(entity_masks(level, kinds=kinds))}")
+        out[i] = units.reshape(len(units), -1) @ weight
+    return out
+
+
+def pair_readings(policy: nn.Module, base: Sequence[HeistLevel], edited: Sequence[HeistLevel], *, site: str,
+                  entity: str, channels: Sequence[int] | None = None, kinds: bool = False,
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The units of ``site`` (``channels``, all when None) read at ``entity``'s cells of each base level, on the
+    base level and on its edited twin: two arrays ``(N, U)``.
+
+    The edited level may lack the entity (a removed key): both readings use the base level's mask.  Example:
+    ``clean, removed = pair_readings(policy, levels, [lv.remove_key("blue") for lv in levels], site="conv3a",
+    entity="blue key")``; ``clean - removed`` is each unit's drop.
+    """
+    if len(base) != len(edited):
+        raise InterventionError(f"pairs need as many edited levels as base levels, got {len(edited)} and {len(base)}")
+    _, clean = _unit_maps(policy, base, site, channels, batch_size)
+    _, other = _unit_maps(policy, edited, site, channels, batch_size)
+    return entity_readings(clean, base, entity, kinds=kinds), entity_readings(other, base, entity, kinds=kinds)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,17 +272,59 @@ class EntityProfile:
         return {name: value - self.mean["floor"] for name, value in self.mean.items() if name != "floor"}
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class EntityProfiles:
+    """The entity profiles of many units of one site at once: ``mean[u, e]`` is unit ``channels[u]``'s mean
+    activation on ``entities[e]`` over the levels that have it."""
+
+    site: str
+    channels: tuple[int, ...]
+    entities: tuple[str, ...]
+    mean: np.ndarray
+    """``(units, entities)``."""
+    levels: Mapping[str, int]
+    """Number of levels each entity's column averages."""
+
+    def of(self, channel: int) -> EntityProfile:
+        """One unit's :class:`EntityProfile`."""
+        if channel not in self.channels:
+            raise InterventionError(f"channel {channel} was not profiled; profiled: {self.channels}")
+        row = self.mean[self.channels.index(channel)]
+        return EntityProfile(site=self.site, channel=channel, levels=self.levels,
+                             mean=MappingProxyType({e: float(v) for e, v in zip(self.entities, row)}))
+
+    def selectivity(self, entity: str) -> np.ndarray:
+        """Per unit ``(U,)``: its mean on ``entity`` minus its largest mean on any other entry (``wall`` and
+        ``floor`` included); positive for units that fire most on ``entity``."""
+        if entity not in self.entities:
+            raise InterventionError(f"no {entity!r} in the profiled levels; entities: {self.entities}")
+        e = self.entities.index(entity)
+        return self.mean[:, e] - np.delete(self.mean, e, axis=1).max(1)
+
+
+def entity_profiles(policy: nn.Module, levels: Sequence[HeistLevel], *, site: str,
+                    channels: Sequence[int] | None = None, kinds: bool = False,
+                    batch_size: int = 256) -> EntityProfiles:
+    """:func:`entity_activation` of every unit of ``site`` (or of ``channels``) on the first frame of each level,
+    averaged per entity, in one pass.  SAE latents: ``with spliced(policy, sae): entity_profiles(policy, levels,
+    site=sae.latent_site, kinds=True).selectivity("key")``."""
+    _, maps = _unit_maps(policy, levels, site, channels, batch_size)
+    if maps.ndim != 4:
+        raise InterventionError(f"site {site!r} is flat; an entity profile needs a spatial map")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for units, level in zip(maps.astype(float), levels):
+        flat = units.reshape(len(units), -1)
+        for name, weight in _map_weights(level, units.shape[1:], kinds).items():
+            sums[name] = sums.get(name, 0.0) + flat @ weight
+            counts[name] = counts.get(name, 0) + 1
+    entities = tuple(sums)
+    units = tuple(range(maps.shape[1])) if channels is None else tuple(int(c) for c in channels)
+    return EntityProfiles(site=site, channels=units, entities=entities, levels=MappingProxyType(counts),
+                          mean=np.stack([sums[e] / counts[e] for e in entities], axis=1))
+
+
 def entity_profile(policy: nn.Module, levels: Sequence[HeistLevel], *, site: str, channel: int,
                    batch_size: int = 256) -> EntityProfile:
     """The unit's :func:`entity_activation` on the first frame of each level, averaged per entity."""
-    _, acts = _unit_maps(policy, levels, site, channel, batch_size)
-    if acts.ndim != 3:
-        raise InterventionError(f"site {site!r} is flat; an entity profile needs a spatial map")
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for act, level in zip(acts, levels, strict=True):
-        for name, value in entity_activation(act, level).items():
-            sums[name] = sums.get(name, 0.0) + value
-            counts[name] = counts.get(name, 0) + 1
-    return EntityProfile(site=site, channel=channel, mean=MappingProxyType({k: sums[k] / counts[k] for k in sums}),
-                         levels=MappingProxyType(counts))
+    return entity_profiles(policy, levels, site=site, channels=(channel,), batch_size=batch_size).of(channel)

@@ -27,7 +27,8 @@ researcher's files stop there (other top-level keys are ignored): they load as a
 and need the site passed.  Ours add ``config`` (architecture, site, channels, expansion, scale, l1 or k) and
 ``training`` (command, data, history), all plain types, read with ``torch.load(weights_only=True)``.
 
-Metrics (:mod:`~harness.lenses.sae.metrics`): firing rates, L0, FVU, dead and dense fractions, KL, agreement,
+Metrics (:mod:`~harness.lenses.sae.metrics`): the latents of a batch of frames (:func:`sae_latents`, maps or
+summed per frame), firing rates, L0, FVU, dead and dense fractions, KL, agreement,
 latent maxima.  Training SAEs and writing their cards is not part of the library: ``python -m
 harness.training.sae train|card`` (:mod:`harness.training.sae`).
 """
@@ -44,6 +45,7 @@ from harness.lenses.sae.metrics import (
     kl_divergence,
     l0,
     latent_maxima,
+    sae_latents,
 )
 from harness.lenses.sae.model import (
     ARCHITECTURES,
@@ -77,6 +79,7 @@ __all__ = [
     "l0",
     "latent_maxima",
     "load_sae",
+    "sae_latents",
     "save_sae",
     "spliced",
     "training_record",

@@ -1,4 +1,4 @@
-"""What an SAE's latents do: firing rates, L0, dead and dense fractions, reconstruction error (FVU), the policy's
+"""What an SAE's latents do: the latents of a batch of frames, firing rates, L0, dead and dense fractions, reconstruction error (FVU), the policy's
 change when the SAE replaces its site (KL, argmax agreement), and each latent's largest value."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.errors import SAEError
 from harness.lenses.sae.model import SAE
 from harness.policy.runner import run
 
@@ -45,9 +46,9 @@ def dead_fraction(rates: Tensor) -> float:
     return float((rates <= DEAD_FREQUENCY).float().mean())
 
 
-def dense_fraction(rates: Tensor) -> float:
-    """Fraction of latents whose firing rate exceeds :data:`DENSE_FREQUENCY`."""
-    return float((rates > DENSE_FREQUENCY).float().mean())
+def dense_fraction(rates: Tensor, *, above: float = DENSE_FREQUENCY) -> float:
+    """Fraction of latents whose firing rate exceeds ``above`` (:data:`DENSE_FREQUENCY` by default)."""
+    return float((rates > above).float().mean())
 
 
 def kl_divergence(clean_logits: Tensor, logits: Tensor) -> float:
@@ -60,16 +61,34 @@ def action_agreement(clean_logits: Tensor, logits: Tensor) -> float:
     return float((clean_logits.argmax(-1) == logits.argmax(-1)).float().mean())
 
 
+def sae_latents(policy: nn.Module, sae: SAE, frames: np.ndarray, *, reduce: str | None = None,
+                batch_size: int = 256) -> Tensor:
+    """The SAE's latents on the clean policy's ``frames``, in one call: maps ``(N, L, H, W)`` (flat sites
+    ``(N, L)``), or per frame and latent ``(N, L)`` with ``reduce="sum"`` or ``"max"`` over positions.
+
+    Encoded ``batch_size`` frames at a time, so a reduced call never holds every map.  Example: the fraction of
+    frames on which each latent fires anywhere, ``firing_rates(sae_latents(policy, sae, frames, reduce="max"))``.
+    """
+    if reduce not in (None, "sum", "max"):
+        raise SAEError(f"reduce must be None, 'sum' or 'max', got {reduce!r}")
+    if len(frames) == 0 or batch_size < 1:
+        raise SAEError(f"need at least one frame and batch_size >= 1, got {len(frames)} frames, {batch_size}")
+    site = sae.config.site
+    chunks = []
+    for start in range(0, len(frames), batch_size):
+        x = run(policy, frames[start:start + batch_size], cache=[site], batch_size=batch_size).activations[site]
+        with torch.no_grad():
+            z = sae.encode(x)
+        if reduce is not None and z.ndim > 2:
+            z = z.flatten(2).sum(2) if reduce == "sum" else z.flatten(2).amax(2)
+        chunks.append(z)
+    return torch.cat(chunks)
+
+
 def latent_maxima(policy: nn.Module, sae: SAE, frames: np.ndarray, *, batch_size: int = 256) -> Tensor:
     """Each latent's largest value ``(L,)`` over ``frames`` (every position) of the clean policy.
 
     For the clamped-feature experiment: inside ``spliced(policy, sae)`` run with
     ``Clamp(site=Site(sae.latent_site, channels=(i,)), value=3 * maxima[i])``.
     """
-    site = sae.config.site
-    maxima = []
-    for start in range(0, len(frames), batch_size):
-        x = run(policy, frames[start:start + batch_size], cache=[site]).activations[site]
-        with torch.no_grad():
-            maxima.append(_positions(sae.encode(x)).amax(0))
-    return torch.stack(maxima).amax(0)
+    return sae_latents(policy, sae, frames, reduce="max", batch_size=batch_size).amax(0)
