@@ -186,8 +186,9 @@ def wall_flip_same_step(level: HeistLevel, rng: Chooser | None = None, *, on_lin
 
 
 # ----------------------------------------------------------------------------------------------------- entities
-def _free_cells(level: HeistLevel, moving: Entity) -> list[Cell]:
-    """Floor cells, other than its own, where ``moving`` may go (no other entity there), nearest first."""
+def free_cells(level: HeistLevel, moving: Entity) -> list[Cell]:
+    """Floor cells, other than its own, where ``moving`` may go (no other entity there), nearest first:
+    ``free_cells(level, level.gem)``."""
     return cells_near(level, moving.cell, lambda c: c != moving.cell and not level.is_wall(c)
                       and level.occupant(c) in (None, moving))
 
@@ -197,7 +198,7 @@ def _moves(level: HeistLevel, factor: str, what: str, entity: Entity, move: Call
     """The pairs moving ``entity`` to each of ``cells`` (default: every free cell), unbuilt."""
     return [lambda cell=cell: Pair.between(factor, f"{what} {entity.cell} -> {cell}", level, move(cell),
                                            (entity.cell, cell))
-            for cell in (_free_cells(level, entity) if cells is None else cells)]
+            for cell in (free_cells(level, entity) if cells is None else cells)]
 
 
 def gem_moved(level: HeistLevel, rng: Chooser | None = None) -> Pair | None:
@@ -284,7 +285,7 @@ def euclidean_vs_path(level: HeistLevel, rng: Chooser | None = None, *, closer: 
             and sign * (d_path - g.distance) > 0
 
     move = level.move_gem if target.kind == "gem" else lambda cell: level.move_key(target.colour, cell)
-    cells = [c for c in _free_cells(level, target.entity) if wanted(c)]
+    cells = [c for c in free_cells(level, target.entity) if wanted(c)]
     return _pick(_moves(level, f"{closer}_closer", target.name, target.entity, move, cells), rng)
 
 
@@ -314,6 +315,18 @@ def _nearest_gem_cell(level: HeistLevel, direction: str) -> Cell | None:
         if g is not None and g.first_step == direction:
             return cell
     return None
+
+
+def render_pairs(pairs: list[Pair], *, hires: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The base and the edited frames of ``pairs`` (64x64 as the agent sees them, or 512x512 with ``hires``), from
+    one render call: ``base_frames, edited_frames = render_pairs(pairs)``."""
+    from harness.heist.engine import render, render_hires  # the engine is imported only when drawing
+
+    if not pairs or not all(isinstance(p, Pair) for p in pairs):
+        raise SamplingError(f"render_pairs needs a non-empty list of Pair, got {type(pairs).__name__} "
+                            f"of {len(pairs) if hasattr(pairs, '__len__') else '?'}")
+    frames = (render_hires if hires else render)([p.base for p in pairs] + [p.edited for p in pairs])
+    return frames[:len(pairs)], frames[len(pairs):]
 
 
 Family = Callable[..., "Pair | None"]

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for Heist levels, edited levels and counterfactual pairs.
+"""Hypothesis strategies for Heist levels, edited levels and counterfactual pairs (single-factor pairs, and the pair
+families of :mod:`harness.heist.pairs` through :func:`pairs`).
 
 Levels come from a fixed pool of real generated levels: the first :data:`POOL_SIZE` seeds of the ``calibration``
 range (see :mod:`harness.heist.sampling`), generated once per process and cached, so examples are cheap and shrink
@@ -24,6 +25,7 @@ from hypothesis.errors import InvalidArgument
 from harness.errors import LevelEditError
 from harness.heist.levels import AGENT, COLOURS, GEM, KEY, KEY_ON_RING, LOCK, Entity, HeistLevel
 from harness.heist.engine import MODES, generate
+from harness.heist.pairs import FAMILIES, Pair, cells_near, free_cells
 from harness.heist.sampling import seed_range
 
 Cell = tuple[int, int]
@@ -59,24 +61,10 @@ def levels(*, modes: tuple[str, ...] = ("easy",), pool_size: int = POOL_SIZE) ->
 
 
 # ------------------------------------------------------------------------------------------------- cells
-def _cells_near(level: HeistLevel, origin: Cell, ok: Callable[[Cell], bool]) -> list[Cell]:
-    """Cells inside the maze bounds satisfying ``ok``, nearest to ``origin`` first (ties: bottom row, left first)."""
-    x0, y0, x1, y1 = level.maze_bounds
-    cells = [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1) if ok((x, y))]
-    return sorted(cells, key=lambda c: (abs(c[0] - origin[0]) + abs(c[1] - origin[1]), c[1], c[0]))
-
-
 def _draw_cell(draw, cells: list[Cell]) -> Cell:
     """One of ``cells``; shrinks toward the first (the nearest)."""
     assume(cells)  # callers check applicability; this only rejects levels left with no room by earlier edits
     return cells[draw(st.integers(0, len(cells) - 1))]
-
-
-def _free_cells(level: HeistLevel, moving: Entity) -> list[Cell]:
-    """Floor cells, other than its own, where ``moving`` may go (no other entity there), nearest first."""
-    def ok(cell: Cell) -> bool:
-        return cell != moving.cell and not level.is_wall(cell) and level.occupant(cell) in (None, moving)
-    return _cells_near(level, moving.cell, ok)
 
 
 def _empty_floor(level: HeistLevel, cell: Cell) -> bool:
@@ -86,13 +74,13 @@ def _empty_floor(level: HeistLevel, cell: Cell) -> bool:
 # ------------------------------------------------------------------------------------------------- edits
 # Each edit draws its arguments and returns (edited level, what was done).
 def _move_gem(draw, level):
-    cell = _draw_cell(draw, _free_cells(level, level.gem))
+    cell = _draw_cell(draw, free_cells(level, level.gem))
     return level.move_gem(cell), f"gem {level.gem.cell} -> {cell}"
 
 
 def _move_key(draw, level):
     colour = draw(st.sampled_from(sorted(level.keys, key=COLOURS.index)))
-    cell = _draw_cell(draw, _free_cells(level, level.keys[colour]))
+    cell = _draw_cell(draw, free_cells(level, level.keys[colour]))
     return level.move_key(colour, cell), f"{colour} key {level.keys[colour].cell} -> {cell}"
 
 
@@ -104,14 +92,14 @@ def _remove_lock(draw, level):
 def _toggle_wall(draw, level):
     agent = level.agent.cell
     if draw(st.booleans()):
-        cell = _draw_cell(draw, _cells_near(level, agent, level.is_wall))
+        cell = _draw_cell(draw, cells_near(level, agent, level.is_wall))
         return level.clear_wall(cell), f"wall at {cell} cleared"
-    cell = _draw_cell(draw, _cells_near(level, agent, lambda c: _empty_floor(level, c)))
+    cell = _draw_cell(draw, cells_near(level, agent, lambda c: _empty_floor(level, c)))
     return level.add_wall(cell), f"wall added at {cell}"
 
 
 def _move_agent(draw, level):
-    cell = _draw_cell(draw, _free_cells(level, level.agent))
+    cell = _draw_cell(draw, free_cells(level, level.agent))
     return level.move_agent(cell), f"agent {level.agent.cell} -> {cell}"
 
 
@@ -130,7 +118,7 @@ def _remove_key(draw, level):
 def _add_colour(draw, level):
     """The next colour's key and lock on empty floor cells near the agent."""
     colour = COLOURS[len(level.has_keys)]
-    near = _cells_near(level, level.agent.cell, lambda c: _empty_floor(level, c))
+    near = cells_near(level, level.agent.cell, lambda c: _empty_floor(level, c))
     key_cell = _draw_cell(draw, near)
     level = level.add_key(colour, key_cell)
     lock_cell = _draw_cell(draw, [c for c in near if c != key_cell])
@@ -235,3 +223,31 @@ def counterfactual_pairs(draw, *, factors: tuple[str, ...] = FACTORS,
     edited, detail = edit(draw, base)
     check_single_factor(factor, base, edited)
     return CounterfactualPair(factor=factor, detail=detail, base=base, edited=edited)
+
+
+class _Drawn:
+    """Hypothesis's ``draw`` as a family's chooser: ``integers(high)`` draws from 0..high-1, shrinking toward 0 (the
+    nearest edit)."""
+
+    def __init__(self, draw) -> None:
+        self.draw = draw
+
+    def integers(self, high: int) -> int:
+        return self.draw(st.integers(0, high - 1))
+
+
+def pairs(family: str, *, modes: tuple[str, ...] = ("easy",), pool_size: int = POOL_SIZE) -> st.SearchStrategy[Pair]:
+    """Pairs of the named family (:data:`harness.heist.pairs.FAMILIES`) on pooled levels, shrinking toward the
+    lowest seed and the nearest edit, so a failing property reports the simplest pair:
+    ``@given(pair=pairs("distractor_key"))``.  Levels where the family has no edit are rejected."""
+    if family not in FAMILIES:
+        raise InvalidArgument(f"unknown pair family {family!r}; families are {sorted(FAMILIES)}")
+    make = FAMILIES[family]
+
+    @st.composite
+    def draw_pair(draw) -> Pair:
+        pair = make(draw(levels(modes=modes, pool_size=pool_size)), _Drawn(draw))
+        assume(pair is not None)
+        return pair
+
+    return draw_pair()

@@ -1,5 +1,7 @@
 """Per-level measurements that claims hand to statistics: intervention effects on action probabilities, the
-same effect under random sites (the null), unit activations, and counterfactual level pairs.
+same effect under random sites (the null), unit activations (every channel of a site in one pass, for levels or
+for both members of counterfactual pairs), and :func:`gem_moved_pair` (defined with the other pair families in
+:mod:`harness.heist.pairs`).
 
 Every function returns one number per level (or one per null draw), never a verdict: the unit of analysis is
 the level, and the statistic is chosen in the claim.
@@ -12,13 +14,24 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
+from harness.errors import HarnessError
 from harness.heist.actions import CARDINAL, Action
 from harness.heist.levels import HeistLevel
 from harness.heist.oracle import current_target, guide
+from harness.heist.pairs import gem_moved_pair
 from harness.policy.interventions import Intervention, Zero
 from harness.policy.runner import run
 from harness.policy.sites import Site
 from harness.stats import random_channel_sets
+
+__all__ = ["DIRECTION_ACTIONS", "MeasureError", "channel_ablation_drop", "channel_activation", "channel_sums",
+           "gem_moved_pair", "paired_channel_sums", "probability_drop", "random_channel_null", "target_direction",
+           "target_quadrant"]
+
+
+class MeasureError(HarnessError, ValueError):
+    """A measurement asked of the wrong kind of site or of mismatched frames."""
+
 
 DIRECTION_ACTIONS: dict[str, Action] = {action.direction: action for action in CARDINAL}
 """The action of each cardinal move, by the direction names of :func:`target_direction`."""
@@ -54,8 +67,31 @@ def random_channel_null(policy: nn.Module, frames: np.ndarray, *, site: str, n_c
 
 def channel_activation(policy: nn.Module, frames: np.ndarray, *, site: str, channel: int) -> np.ndarray:
     """Per level: the mean over positions of one channel of a spatial site."""
+    return channel_sums(policy, frames, site=site, reduce="mean")[:, channel]
+
+
+def channel_sums(policy: nn.Module, frames: np.ndarray, *, site: str, reduce: str = "sum") -> np.ndarray:
+    """Per level and channel, ``(n, channels)``: every channel of a spatial site summed (or averaged, ``reduce=
+    "mean"``) over positions, from one forward pass.  ``channel_sums(policy, render(levels), site="conv4a.relu")``."""
+    if reduce not in ("sum", "mean"):
+        raise MeasureError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     act = run(policy, frames, cache=[site]).activations[site]
-    return act[:, channel].flatten(1).mean(1).double().numpy()
+    if act.ndim != 4:
+        raise MeasureError(f"site {site!r} has activations shaped {tuple(act.shape[1:])} per frame; channel sums need "
+                           "a spatial site (channels, height, width), e.g. 'conv4a' or 'conv4a.relu'")
+    flat = act.flatten(2)
+    return (flat.sum(2) if reduce == "sum" else flat.mean(2)).double().numpy()
+
+
+def paired_channel_sums(policy: nn.Module, base_frames: np.ndarray, edited_frames: np.ndarray, *, site: str,
+                        reduce: str = "sum") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`channel_sums` of the base and the edited member of each pair, ``(n, channels)`` each, from one
+    forward pass over both.  ``base, edited = paired_channel_sums(policy, *render_pairs(pairs), site="conv4a")``."""
+    if len(base_frames) != len(edited_frames):
+        raise MeasureError(f"a pair needs a base and an edited frame: got {len(base_frames)} base and "
+                           f"{len(edited_frames)} edited frames")
+    sums = channel_sums(policy, np.concatenate([base_frames, edited_frames]), site=site, reduce=reduce)
+    return sums[:len(base_frames)], sums[len(base_frames):]
 
 
 def target_direction(level: HeistLevel) -> str | None:
@@ -72,31 +108,3 @@ def target_quadrant(level: HeistLevel) -> int | None:
         return None
     dx, dy = target.entity.x - level.agent.x, target.entity.y - level.agent.y
     return (0 if dy >= 0 else 2) + (1 if dx >= 0 else 0)
-
-
-def gem_moved_pair(level: HeistLevel, first: str, second: str) -> tuple[HeistLevel, HeistLevel] | None:
-    """The level twice, with the gem moved to the nearest free cells from which the agent's shortest path to
-    it starts ``first`` and ``second`` respectively (only for levels whose current target is the gem); None if
-    no such cells exist.  Everything else is the same level."""
-    target = current_target(level)
-    if target is None or target.kind != "gem":
-        return None
-    moved = []
-    for direction in (first, second):
-        candidate = _nearest_gem_cell(level, direction)
-        if candidate is None:
-            return None
-        moved.append(level.move_gem(candidate))
-    return moved[0], moved[1]
-
-
-def _nearest_gem_cell(level: HeistLevel, direction: str) -> tuple[int, int] | None:
-    agent, gem = level.agent.cell, level.gem
-    cells = [(x, y) for y in range(level.grid_h) for x in range(level.grid_w)
-             if not level.is_wall((x, y)) and (level.occupant((x, y)) in (None, gem)) and (x, y) != agent]
-    cells.sort(key=lambda c: (abs(c[0] - agent[0]) + abs(c[1] - agent[1]), c))
-    for cell in cells:
-        moved = level.move_gem(cell)
-        if target_direction(moved) == direction:
-            return cell
-    return None
