@@ -17,6 +17,8 @@ from harness.claims.png import encode_png
 from harness.claims.records import ClaimRecord, Figure, Histogram
 from harness.claims.report import (
     histogram_svg,
+    markdown_text,
+    relative_to_project,
     render_csv,
     render_html,
     render_json,
@@ -114,7 +116,18 @@ def test_markdown_table_escapes_pipes():
         "| select\\|confirm |"
     )
     assert row in text
-    assert "Ablating channel 17 | lowers P(UP)." in text  # statements stand outside the table, as written
+    assert "Ablating channel 17 \\| lowers P(UP)." in text
+
+
+def test_markdown_shows_claim_text_literally():
+    """Statements, captions and messages carry no live markup into claims.md (issue 19, item 12)."""
+    statement = "# Big <script>alert(1)</script> [click](javascript:x) *bold* _it_ a_b"
+    message = "value `x` = 1\nsecond line"
+    text = render_markdown(RunReport(run=RUN, claims=(record(statement=statement, message=message),)))
+    assert "\\# Big &lt;script>alert(1)&lt;/script> [click\\](javascript:x) \\*bold\\* \\_it\\_ a_b" in text
+    assert "`` value `x` = 1 second line ``" in text  # one code span, fenced past its own backticks
+    assert "<script" not in text and "pictures (in index.html): clean &lt;level>" in text
+    assert markdown_text("> quoted") == "&gt; quoted" and markdown_text("3. third") == "3\\. third"
 
 
 def test_html_is_self_contained_with_pictures_and_histogram():
@@ -123,7 +136,7 @@ def test_html_is_self_contained_with_pictures_and_histogram():
     png = page.split('src="data:image/png;base64,')[1].split('"')[0]
     assert decode_png(base64.b64decode(png)).shape == (8, 8, 3)
     assert "clean &lt;level&gt;" in page  # captions are escaped
-    assert page.count("<svg") == 1
+    assert page.count("<svg") == 2 and page.count('class="forest"') == 2  # the forest plot and one histogram
 
 
 def test_histogram_marks_observation_and_threshold():
@@ -193,3 +206,47 @@ def test_runs_saved_before_selection_was_recorded_still_load(tmp_path):
     (tmp_path / "claims.json").write_text(json.dumps({"run": RUN, "claims": [old]}))
     (row,) = load_run(tmp_path).claims
     assert (row.selected_on, row.selected, row.selection) == (None, {}, "–")
+
+
+# --- pictures for claims (harness.claims.figures) -----------------------------------------------------------
+
+
+def test_grid_and_upscale_lay_pictures_out_on_white():
+    from harness.claims.figures import grid, side_by_side, upscale
+
+    a, b = np.zeros((2, 3, 3), np.uint8), np.full((4, 2, 3), 7, np.uint8)
+    big = upscale(a + 1, 3)
+    assert big.shape == (6, 9, 3) and (big == 1).all()
+    row = side_by_side([a, b], gap=1)
+    assert row.shape == (4, 3 + 1 + 3, 3)  # cells as large as the largest picture
+    assert (row[:2, :3] == 0).all() and (row[:, 4:6] == 7).all()
+    assert (row[:, 3] == 255).all() and (row[2:, :3] == 255).all()
+    assert grid([a, a, a], columns=2, gap=0).shape == (4, 6, 3)
+    with pytest.raises(ClaimError, match="uint8 RGB"):
+        grid([np.zeros((2, 2))], columns=1)
+    with pytest.raises(ClaimError, match="positive int"):
+        upscale(a, 0)
+
+
+def test_pair_picture_outlines_the_edited_cell_on_both_levels():
+    from harness.claims.figures import EDIT_COLOUR, changed_cells, mark_cells, pair_picture
+    from harness.heist.engine import generate
+
+    level = generate([3])[0]
+    x0, y0, x1, y1 = level.maze_bounds
+    cell = next((x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)
+                if not level.is_wall((x, y)) and level.occupant((x, y)) is None)  # fmt: skip
+    edited = level.add_wall(cell)
+    assert changed_cells(level, edited) == [cell] and changed_cells(level, level) == []
+    moved = level.move_gem(cell)
+    assert changed_cells(level, moved) == sorted([level.gem.cell, cell], key=lambda c: (c[1], c[0]))
+    picture = pair_picture(level, edited)
+    assert picture.shape == (512, 2 * 512 + 12, 3)
+    unit = 512 / level.world_dim
+    top, left = round((level.world_dim - 1 - cell[1]) * unit), round(cell[0] * unit)
+    for panel in (picture[:, :512], picture[:, 524:]):
+        assert (panel[top, left + 5] == EDIT_COLOUR).all() and (panel[top + 5, left] == EDIT_COLOUR).all()
+    outlined = mark_cells(np.zeros((90, 90, 3), np.uint8), level, [(0, 0)])  # bottom-left cell: rows 80..89
+    assert (outlined[89, :10] == EDIT_COLOUR).all() and not outlined[:80].any()
+    with pytest.raises(ClaimError, match="outside"):
+        mark_cells(np.zeros((90, 90, 3), np.uint8), level, [(9, 0)])

@@ -2,76 +2,39 @@
 
 Nothing here knows about pytest: a :class:`~harness.claims.runs.RunReport` (rows from
 :mod:`harness.claims.records` plus run metadata) goes in, text comes out, and :func:`write_report` puts
-``claims.json``, ``claims.csv``, ``claims.md`` and ``index.html`` in one directory.  The HTML page carries its
-pictures as inline PNGs and its distributions as inline SVG histograms.  ``claims.json`` holds the numbers and
-histograms but not the pictures, so it stays small and diffable; :func:`harness.claims.runs.load_run` reads it back.
+``claims.json``, ``claims.csv``, ``claims.md`` and ``index.html`` in one directory.  The HTML page opens with a
+forest plot of every claim's interval against its bound (:mod:`harness.claims.charts`), then gives each claim a
+section with its verdict, selected unit, pictures (inline PNGs, small ones scaled up) and histogram, and ends with
+the run's metadata as a table.  ``claims.json`` holds the numbers and histograms but not the pictures, so it stays
+small and diffable; :func:`harness.claims.runs.load_run` reads it back.  Text from claims (statements, captions,
+messages) is escaped for HTML and for Markdown; paths inside the project are written relative to it.
+
+    write_report(report, "reports/mine", root=".")  # claims.json, claims.csv, claims.md, index.html
 """
 
+import base64
 import csv
 import html
 import io
 import json
+import math
 import os
+import re
+import struct
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
-from harness.claims.records import ClaimRecord, fmt
+from harness.claims.charts import VERDICT_COLOURS, forest_svg, histogram_svg
+from harness.claims.records import STATUSES, ClaimRecord, Figure, fmt
 from harness.claims.runs import RunReport
 
 __all__ = [
-    "histogram_svg", "render_csv", "render_html", "render_json", "render_markdown", "render_terminal", "write_report"
+    "histogram_svg", "markdown_text", "relative_to_project", "render_csv", "render_html", "render_json",
+    "render_markdown", "render_terminal", "write_report",
 ]  # fmt: skip
-
-
-def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -> str:
-    """The record's distribution as an inline SVG, with the observed estimate and the threshold(s) marked."""
-    hist = record.histogram
-    if hist is None:
-        return ""
-    thresholds = [-record.threshold, record.threshold] if record.direction == "equivalence" else [record.threshold]
-    marks = [x for x in (record.estimate, *thresholds) if x is not None]
-    lo, hi = min(hist.edges[0], *marks), max(hist.edges[-1], *marks)
-    pad = 0.05 * (hi - lo) or 0.5
-    lo, hi = lo - pad, hi + pad
-    top, bottom = 22, height - 20
-    tallest = max(hist.counts) or 1
-
-    def x(v: float) -> float:
-        return round((v - lo) / (hi - lo) * width, 2)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img">',
-        f"<title>{html.escape(hist.kind)} distribution of {html.escape(record.metric)}</title>",
-    ]
-    for left, right, count in zip(hist.edges, hist.edges[1:], hist.counts):
-        h = round((bottom - top) * count / tallest, 2)
-        parts.append(
-            f'<rect x="{x(left)}" y="{bottom - h}" width="{max(round(x(right) - x(left) - 0.5, 2), 0.5)}" height="{h}" '
-            f'fill="#9db4cc"><title>[{fmt(left)}, {fmt(right)}): {count}</title></rect>'
-        )
-    parts.append(f'<line x1="0" y1="{bottom}" x2="{width}" y2="{bottom}" stroke="#555"/>')
-    for t in thresholds:
-        parts.append(
-            f'<line x1="{x(t)}" y1="{top - 6}" x2="{x(t)}" y2="{bottom}" stroke="#c0392b" '
-            f'stroke-dasharray="4 3" stroke-width="1.5"><title>threshold {fmt(t)}</title></line>'
-        )
-    if record.estimate is not None:
-        parts.append(
-            f'<line x1="{x(record.estimate)}" y1="{top - 6}" x2="{x(record.estimate)}" y2="{bottom}" '
-            f'stroke="#111" stroke-width="2"><title>observed {fmt(record.estimate)}</title></line>'
-        )
-    label = f"{hist.kind} ({sum(hist.counts)} draws) — observed: solid, threshold: dashed"
-    parts += [
-        f'<text x="4" y="12" font-size="11">{html.escape(label)}</text>',
-        f'<text x="2" y="{height - 5}" font-size="10">{fmt(lo)}</text>',
-        f'<text x="{width - 2}" y="{height - 5}" font-size="10" text-anchor="end">{fmt(hi)}</text>',
-        "</svg>",
-    ]
-    return "".join(parts)
-
-
-# --- renderers ---------------------------------------------------------------------------------------------
 
 COLUMNS = ("claim", "verdict", "estimate [CI]", "n", "p", "p adj", "needed", "selected")
 
@@ -103,33 +66,57 @@ def render_terminal(report: RunReport) -> list[str]:
     return lines
 
 
+MARKDOWN_SPECIAL = re.compile(
+    r"[\\`*|~]|\](?=[(\[:])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"  # anywhere
+    r"|^#(?=[#\s]|$)|^[+-](?=\s|$)|^\d+(?=[.)](?:\s|$))"  # at the start: a heading or a list item
+)
+"""What Markdown (CommonMark, GitHub tables) would read as markup: backslashes, code, emphasis, links, table pipes,
+strike-through, a ``]`` that would close a link, underscores at word edges, and a heading, list or numbered-list
+mark at the start."""
+
+
+def markdown_text(text: str) -> str:
+    """Text from a claim as literal Markdown on one line: markup backslash-escaped, ``<`` and ``&`` as entities
+    (no raw HTML reaches the page: a tag needs its ``<``), newlines as spaces: ``markdown_text("a | <b>")`` is
+    ``a \\| &lt;b>``."""
+    text = " ".join(str(text).splitlines()).replace("&", "&amp;").replace("<", "&lt;")
+    text = "&gt;" + text[1:] if text.startswith(">") else text  # a quote mark; elsewhere ">" is plain text
+    return MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0) if not match.group(0)[0].isdigit()
+                                else match.group(0) + "\\", text)  # fmt: skip
+
+
+def _code_span(text: str) -> str:
+    """``text`` as one inline code span, fenced with more backticks than it contains in a row (CommonMark)."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence} {text} {fence}"
+
+
 def render_markdown(report: RunReport) -> str:
-    """Run metadata, the summary table, the comparison and each claim's statement and message."""
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    out = [f"# Claims: {report.name}", "", *(f"- {cell(line)}" for line in _run_lines(report)), ""]
+    """Run metadata, the summary table, the comparison and each claim's statement, message and picture captions,
+    every piece of claim text escaped (:func:`markdown_text`)."""
+    m = markdown_text
+    out = [f"# Claims: {m(report.name)}", "", *(f"- {m(line)}" for line in _run_lines(report)), ""]
     out += [
         "| " + " | ".join((*COLUMNS, "family", "seeds")) + " |",
         "|" + "---|" * (len(COLUMNS) + 2),
-        *(
-            "| " + " | ".join(cell(c) for c in (*_cells(r), r.family, r.seeds)) + " |"
-            for r in report.claims
-        ),
+        *("| " + " | ".join(m(c) for c in (*_cells(r), r.family, r.seeds)) + " |" for r in report.claims),
         "",
         "p adj: Holm across the run's confirmatory claims, Benjamini-Hochberg across its exploratory claims. "
         "Verdicts use the in-test Bonferroni level (confidence = 1 - alpha / family size).",
         "",
     ]
     if report.comparison is not None:
-        out += [f"## Changes since {report.comparison.previous_run}", ""]
-        out += [f"- {cell(line)}" for line in report.comparison.lines()] + [""]
+        out += [f"## Changes since {m(report.comparison.previous_run)}", ""]
+        out += [f"- {m(line)}" for line in report.comparison.lines()] + [""]
     out += ["## Claims", ""]
     for r in report.claims:
-        out += [f"### {r.id}: {r.verdict}", "", r.statement, "", f"`{r.message}`", ""]
+        out += [f"### {m(r.id)}: {r.verdict}", "", m(r.statement), "", _code_span(r.message), ""]
         selection = "" if r.selected_on is None else f"; selected on {r.selected_on}: {r.selection}"
-        out += [f"sites {', '.join(r.sites)}; {r.family}; seeds {r.seeds}{selection}; test `{r.test}`", ""]
+        facts = f"sites {', '.join(r.sites)}; {r.family}; seeds {r.seeds}{selection}"
+        out += [f"{m(facts)}; test {_code_span(r.test)}", ""]
+        if r.figures:
+            out += ["pictures (in index.html): " + "; ".join(m(f.caption) for f in r.figures), ""]
     return "\n".join(out)
 
 
@@ -162,57 +149,117 @@ def render_json(report: RunReport) -> str:
 
 
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
+body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:1120px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}h2{margin:.2em 0}.lead{color:#444;margin-top:0}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 9px;text-align:left;
+vertical-align:top}th{background:#f4f4f4;font-weight:600}
 .supported{background:#d5f5dd}.refuted{background:#f9d0cc}.inconclusive{background:#fcefc7}
-.error{background:#e8d5f5}.skipped{background:#eee}section{border-top:1px solid #ccc;margin-top:1.5em}
-code{white-space:pre-wrap}figure{display:inline-block;margin:4px 12px 4px 0;vertical-align:top}
-figure img{width:192px;image-rendering:pixelated;border:1px solid #999}figcaption{font-size:12px;max-width:192px}
+.error{background:#e8d5f5}.skipped{background:#eee}
+.badge{display:inline-block;border-radius:4px;padding:1px 8px;font-size:13px;font-weight:700;color:#fff;
+vertical-align:middle}.unit{font-size:14px;font-weight:400;color:#333;margin-left:.6em}
+section.claim{border-top:2px solid #ccc;margin-top:2em;padding-top:.6em}
+.statement{font-size:16px}.message{background:#f7f7f7;padding:6px 10px;border-radius:4px;font:13px/1.4 monospace;
+white-space:pre-wrap;overflow-wrap:anywhere}
+figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top;max-width:100%}
+figure img{image-rendering:pixelated;border:1px solid #999;max-width:100%;height:auto}
+figcaption{font-size:13px;color:#333;max-width:600px}.forest svg{max-width:100%;height:auto}
+details{margin:.6em 0}summary{cursor:pointer;color:#444}code{overflow-wrap:anywhere}
 """
+DISPLAY_MIN = 320
+"""Pictures narrower than this many pixels are shown scaled up by a whole factor (a 64x64 frame at 384)."""
+
+
+def _badge(verdict: str) -> str:
+    colour = VERDICT_COLOURS.get(verdict, "#555")
+    return f'<span class="badge" style="background:{colour}">{html.escape(verdict.upper())}</span>'
+
+
+def _value_html(value: Any) -> str:
+    """A metadata or row value as readable HTML: mappings as ``key: value`` lines, lists joined, none as a dash."""
+    e = html.escape
+    if value is None or value == "" or value == [] or value == {}:
+        return "–"
+    if isinstance(value, float):
+        return e(fmt(value))
+    if isinstance(value, Mapping):
+        return "<br>".join(f"<b>{e(str(k))}</b>: {_value_html(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, Mapping) for v in value):
+            return "<br>".join(e(json.dumps(v, sort_keys=True)) for v in value)
+        return e(", ".join(map(str, value)))
+    return e(str(value))
+
+
+def _figure_html(figure: Figure) -> str:
+    e = html.escape
+    header = base64.b64decode(figure.png_base64[:32])  # the signature and IHDR: width at bytes 16-19
+    (width,) = struct.unpack(">I", header[16:20])
+    shown = width * max(1, math.ceil(DISPLAY_MIN / width))
+    return (
+        f'<figure><img alt="{e(figure.caption)}" style="width:{shown}px" '
+        f'src="data:image/png;base64,{figure.png_base64}"><figcaption>{e(figure.caption)}</figcaption></figure>'
+    )
+
+
+SHOWN_ELSEWHERE = {"id", "statement", "verdict", "message", "histogram", "figures", "selected", "estimate", "ci_low",
+                   "ci_high", "direction", "threshold"}  # fmt: skip
+"""Row fields the claim's section shows outside its table of facts (every other field goes in the table)."""
+
+
+def _facts(r: ClaimRecord) -> dict[str, Any]:
+    facts = {"needed": r.needed, "estimate [CI]": r.interval, "selected": r.selection}
+    for f in fields(r):
+        if f.name not in SHOWN_ELSEWHERE:
+            facts[f.name.replace("_", " ")] = getattr(r, f.name)
+    return facts
+
+
+def _claim_html(r: ClaimRecord) -> list[str]:
+    e = html.escape
+    unit = ""
+    if r.selected:
+        chosen = f" (chosen on {r.selected_on})" if r.selected_on else ""
+        unit = f'<span class="unit">selected: <b>{e(r.selection)}</b>{e(chosen)}</span>'
+    return [
+        f'<section class="claim" id="{e(r.id)}"><h2>{_badge(r.verdict)} {e(r.id)}{unit}</h2>',
+        f'<p class="statement">{e(r.statement)}</p><div class="message">{e(r.message)}</div>',
+        histogram_svg(r),
+        *(_figure_html(f) for f in r.figures),
+        "<details><summary>all fields</summary><table>",
+        *(f"<tr><th>{e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in _facts(r).items()),
+        "</table></details></section>",
+    ]
 
 
 def render_html(report: RunReport) -> str:
-    """A self-contained page: metadata, summary table, comparison, then each claim with histogram and pictures."""
+    """A self-contained page: the forest plot of every claim's interval, a summary table, the comparison, each
+    claim's section (verdict, selected unit, statement, message, histogram, pictures, facts), then the run."""
     e = html.escape
+    counts = Counter(r.verdict for r in report.claims)
+    tally = ", ".join(f"{counts[v]} {v}" for v in STATUSES if counts[v]) or "no claims"
     out = [
         "<!doctype html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>Claims: {e(report.name)}</title>',
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Claims: {e(report.name)}</h1>",
-        "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _run_lines(report)) + "</ul>",
+        f'<p class="lead">{len(report.claims)} claims: {e(tally)}. Run details at the <a href="#run">end</a>.</p>',
+        f'<figure class="forest">{forest_svg(report.claims)}</figure>',
         "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>",
     ]
     for r in report.claims:
-        first, *rest = _cells(r)
-        cells = f'<td><a href="#{e(r.id)}">{e(first)}</a></td>' + "".join(f"<td>{e(c)}</td>" for c in rest)
-        out.append(f'<tr class="{r.verdict}">{cells}</tr>')
+        first, verdict, *rest = _cells(r)
+        cells = f'<td><a href="#{e(r.id)}">{e(first)}</a></td><td>{_badge(r.verdict)}</td>'
+        out.append(f"<tr>{cells}" + "".join(f"<td>{e(c)}</td>" for c in rest) + "</tr>")
     out.append("</table>")
     if report.comparison is not None:
         out.append(f"<h2>Changes since {e(report.comparison.previous_run)}</h2><ul>")
         out += [f"<li>{e(line)}</li>" for line in report.comparison.lines()]
         out.append("</ul>")
     for r in report.claims:
-        facts = {
-            "sites": ", ".join(r.sites), "metric": r.metric, "needed": r.needed, "family": r.family,
-            "seeds": r.seeds, "selected on": r.selected_on or "–", "selected": r.selection, "n": r.n,
-            "method": r.method or "–", "confidence": fmt(r.confidence),
-            "p": fmt(r.p_value), "p adjusted": fmt(r.p_adjusted), "null quantile": fmt(r.null_quantile),
-            "test": r.test, "checksums": ", ".join(f"{k}={v}" for k, v in r.checksums.items()) or "–",
-        }  # fmt: skip
-        out += [
-            f'<section id="{e(r.id)}"><h2 class="{r.verdict}">{e(r.id)}: {e(r.verdict)}</h2>',
-            f"<p>{e(r.statement)}</p><p><code>{e(r.message)}</code></p>",
-            "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items()),
-            "</table>",
-            histogram_svg(r),
-            *(
-                f'<figure><img alt="{e(f.caption)}" src="data:image/png;base64,{f.png_base64}">'
-                f"<figcaption>{e(f.caption)}</figcaption></figure>"
-                for f in r.figures
-            ),
-            "</section>",
-        ]
-    out.append("</body></html>")
+        out += _claim_html(r)
+    out += ['<section id="run"><h2>Run</h2><table>']
+    out += [f"<tr><th>{e(k.replace('_', ' '))}</th><td>{_value_html(v)}</td></tr>" for k, v in report.run.items()]
+    out.append("</table></section></body></html>")
     return "\n".join(out)
 
 
@@ -229,10 +276,42 @@ WRITERS = {
 """File name -> renderer; JSON first, so the numbers land even if a later file cannot be written."""
 
 
-def write_report(report: RunReport, directory: str | os.PathLike) -> tuple[Path, ...]:
-    """Write ``claims.json``, ``claims.csv``, ``claims.md`` and ``index.html`` into ``directory``."""
-    directory = Path(directory)
+def relative_to_project(value: Any, root: str | os.PathLike) -> Any:
+    """``value`` (text, or mappings and lists of it) with every absolute path inside ``root`` written relative to
+    it: ``relative_to_project("/repo/claims/t.py:3: error", "/repo")`` is ``"claims/t.py:3: error"``."""
+    if isinstance(value, str):
+        for prefix in {str(Path(root).absolute()), str(Path(root).resolve())}:
+            value = value.replace(prefix.rstrip(os.sep) + os.sep, "")
+        return value
+    if isinstance(value, Mapping):
+        return {k: relative_to_project(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(relative_to_project(v, root) for v in value)
+    return value
+
+
+def _project_root(directory: Path) -> Path | None:
+    """The nearest folder at or above ``directory`` with a ``pyproject.toml`` or ``.git`` (None: none)."""
+    marks = ("pyproject.toml", ".git")
+    return next((p for p in (directory, *directory.parents) if any((p / m).exists() for m in marks)), None)
+
+
+def write_report(
+    report: RunReport, directory: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> tuple[Path, ...]:
+    """Write ``claims.json``, ``claims.csv``, ``claims.md`` and ``index.html`` into ``directory``, with paths inside
+    the project ``root`` (default: the nearest folder above ``directory`` holding ``pyproject.toml`` or ``.git``)
+    written relative to it in messages, captions and run metadata."""
+    directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
+    root = _project_root(directory) if root is None else Path(root)
+    if root is not None:
+        claims = tuple(
+            replace(r, message=relative_to_project(r.message, root), figures=tuple(
+                replace(f, caption=relative_to_project(f.caption, root)) for f in r.figures))
+            for r in report.claims
+        )  # fmt: skip
+        report = replace(report, run=relative_to_project(dict(report.run), root), claims=claims)
     for name, render in WRITERS.items():
         _write_atomically(directory / name, render(report))
     return tuple(directory / name for name in WRITERS)

@@ -1,0 +1,165 @@
+"""The report's charts as inline SVG: the forest plot of every claim's interval against its pre-registered bound
+(the page opens with it) and each claim's histogram of its bootstrap or null distribution.
+
+A claim's interval and bound are on the claim's own scale (a success rate near 0.9, a drop in probability near
+0.05), so each row has its own axis: the interval as a bar and the estimate as a dot in the colour of the verdict,
+the bound as a dashed line, and the side of the bound that supports the claim shaded.  A row without an interval
+(an error, a skipped claim) still gets its mark, a hollow square with the reason in its tooltip, so the plot has
+exactly one mark (``<g class="mark">``) per claim.  Drawn with plain strings: no script, no library, no network.
+
+    svg = forest_svg(report.claims)  # paste into a page; one <g class="mark" data-claim=ID> per claim
+    svg = histogram_svg(report.claims[0])  # "" when the claim kept no distribution
+"""
+
+import html
+from collections.abc import Sequence
+
+from harness.claims.records import ClaimRecord, fmt
+
+__all__ = ["VERDICT_COLOURS", "forest_svg", "histogram_svg"]
+
+VERDICT_COLOURS = {
+    "supported": "#1e8449", "refuted": "#c0392b", "inconclusive": "#d68910", "error": "#7d3c98", "skipped": "#7f8c8d"
+}  # fmt: skip
+"""Mark colour by verdict (or status); the page's verdict badges use the same colours."""
+
+LABEL_WIDTH, PANEL_WIDTH, TEXT_WIDTH, ROW_HEIGHT, HEADER = 230, 400, 440, 30, 34
+
+
+def _thresholds(r: ClaimRecord) -> list[float]:
+    return [-r.threshold, r.threshold] if r.direction == "equivalence" else [r.threshold]
+
+
+def _supporting_side(r: ClaimRecord, x, lo: float, hi: float) -> tuple[float, float]:
+    """The pixel span where an interval must lie to support the claim (clipped to the row's axis)."""
+    t = r.threshold
+    low, high = {"lower": (t, hi), "upper": (lo, t), "equivalence": (-t, t)}[r.direction]
+    return x(max(low, lo)), x(min(high, hi))
+
+
+def _row(r: ClaimRecord, top: float) -> list[str]:
+    e = html.escape
+    mid = top + ROW_HEIGHT / 2
+    colour = VERDICT_COLOURS.get(r.verdict, "#555")
+    left = LABEL_WIDTH
+    parts = [
+        f'<g class="mark" data-claim="{e(r.id)}" data-verdict="{e(r.verdict)}">',
+        f'<text x="{LABEL_WIDTH - 8}" y="{mid + 4}" text-anchor="end" font-size="12">'
+        f'<a href="#{e(r.id)}">{e(r.id)}</a></text>',
+    ]
+    if r.estimate is None or r.ci_low is None or r.ci_high is None:
+        reason = r.message.splitlines()[0] if r.message else r.verdict
+        parts += [
+            f'<rect x="{left + 4}" y="{mid - 5}" width="10" height="10" fill="none" stroke="{colour}" '
+            f'stroke-width="2"><title>{e(r.id)}: {e(r.verdict)}, no interval: {e(reason)}</title></rect>',
+            f'<text x="{left + 20}" y="{mid + 4}" font-size="12" fill="{colour}">{e(r.verdict.upper())}: no '
+            f"interval</text>",
+            "</g>",
+        ]
+        return parts
+    values = [r.ci_low, r.ci_high, r.estimate, *_thresholds(r)]
+    lo, hi = min(values), max(values)
+    pad = 0.08 * (hi - lo) or 0.05 * (abs(hi) or 1.0)
+    lo, hi = lo - pad, hi + pad
+
+    def x(v: float) -> float:
+        return round(left + 6 + (v - lo) / (hi - lo) * (PANEL_WIDTH - 12), 2)
+
+    shade_from, shade_to = _supporting_side(r, x, lo, hi)
+    if shade_to > shade_from:
+        parts.append(
+            f'<rect x="{shade_from}" y="{top + 3}" width="{round(shade_to - shade_from, 2)}" '
+            f'height="{ROW_HEIGHT - 6}" fill="#e3f4e8"><title>supports the claim: {e(r.needed)}</title></rect>'
+        )
+    for t in _thresholds(r):
+        parts.append(
+            f'<line x1="{x(t)}" y1="{top + 2}" x2="{x(t)}" y2="{top + ROW_HEIGHT - 2}" stroke="#333" '
+            f'stroke-dasharray="4 3"><title>bound {fmt(t)}</title></line>'
+        )
+    tip = f"{r.id}: {r.verdict}, {r.interval}; needed {r.needed}"
+    parts += [
+        f'<line x1="{x(r.ci_low)}" y1="{mid}" x2="{x(r.ci_high)}" y2="{mid}" stroke="{colour}" stroke-width="4" '
+        f'stroke-linecap="round"><title>{e(tip)}</title></line>',
+        f'<circle cx="{x(r.estimate)}" cy="{mid}" r="5" fill="{colour}" stroke="#fff" stroke-width="1.5">'
+        f"<title>{e(tip)}</title></circle>",
+        f'<text x="{left + 4}" y="{top + ROW_HEIGHT - 1}" font-size="9" fill="#777">{e(fmt(lo))}</text>',
+        f'<text x="{left + PANEL_WIDTH - 4}" y="{top + ROW_HEIGHT - 1}" font-size="9" fill="#777" '
+        f'text-anchor="end">{e(fmt(hi))}</text>',
+        f'<text x="{left + PANEL_WIDTH + 10}" y="{mid + 4}" font-size="12"><tspan fill="{colour}" '
+        f'font-weight="bold">{e(r.verdict.upper())}</tspan> {e(r.interval)}, {e(r.needed)}</text>',
+        "</g>",
+    ]
+    return parts
+
+
+def forest_svg(claims: Sequence[ClaimRecord]) -> str:
+    """Every claim's interval against its bound, one row per claim, each row on its own scale (empty: "")."""
+    if not claims:
+        return ""
+    width = LABEL_WIDTH + PANEL_WIDTH + TEXT_WIDTH
+    height = HEADER + ROW_HEIGHT * len(claims) + 6
+    legend_x = LABEL_WIDTH + 6
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" font-family="system-ui,sans-serif">',
+        f"<title>{len(claims)} claims: interval (bar), estimate (dot) and pre-registered bound (dashed)</title>",
+        f'<text x="{legend_x}" y="14" font-size="11" fill="#333">bar: interval at the claim\'s confidence; dot: '
+        "estimate; dashed: bound; shaded: where the interval must lie to support the claim</text>",
+        f'<text x="{legend_x}" y="28" font-size="11" fill="#333">each row has its own scale (ends printed '
+        "below the row)</text>",
+    ]
+    for i, r in enumerate(claims):
+        top = HEADER + i * ROW_HEIGHT
+        if i % 2:
+            parts.append(f'<rect x="0" y="{top}" width="{width}" height="{ROW_HEIGHT}" fill="#f7f7f7"/>')
+        parts += _row(r, top)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -> str:
+    """The record's distribution as an inline SVG, with the observed estimate and the threshold(s) marked."""
+    hist = record.histogram
+    if hist is None:
+        return ""
+    thresholds = [-record.threshold, record.threshold] if record.direction == "equivalence" else [record.threshold]
+    marks = [x for x in (record.estimate, *thresholds) if x is not None]
+    lo, hi = min(hist.edges[0], *marks), max(hist.edges[-1], *marks)
+    pad = 0.05 * (hi - lo) or 0.5
+    lo, hi = lo - pad, hi + pad
+    top, bottom = 22, height - 20
+    tallest = max(hist.counts) or 1
+
+    def x(v: float) -> float:
+        return round((v - lo) / (hi - lo) * width, 2)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{html.escape(hist.kind)} distribution of {html.escape(record.metric)}</title>",
+    ]
+    for left, right, count in zip(hist.edges, hist.edges[1:], hist.counts):
+        h = round((bottom - top) * count / tallest, 2)
+        parts.append(
+            f'<rect x="{x(left)}" y="{bottom - h}" width="{max(round(x(right) - x(left) - 0.5, 2), 0.5)}" height="{h}" '
+            f'fill="#9db4cc"><title>[{fmt(left)}, {fmt(right)}): {count}</title></rect>'
+        )
+    parts.append(f'<line x1="0" y1="{bottom}" x2="{width}" y2="{bottom}" stroke="#555"/>')
+    for t in thresholds:
+        parts.append(
+            f'<line x1="{x(t)}" y1="{top - 6}" x2="{x(t)}" y2="{bottom}" stroke="#c0392b" '
+            f'stroke-dasharray="4 3" stroke-width="1.5"><title>threshold {fmt(t)}</title></line>'
+        )
+    if record.estimate is not None:
+        parts.append(
+            f'<line x1="{x(record.estimate)}" y1="{top - 6}" x2="{x(record.estimate)}" y2="{bottom}" '
+            f'stroke="#111" stroke-width="2"><title>observed {fmt(record.estimate)}</title></line>'
+        )
+    label = f"{hist.kind} ({sum(hist.counts)} draws) — observed: solid, threshold: dashed"
+    parts += [
+        f'<text x="4" y="12" font-size="11">{html.escape(label)}</text>',
+        f'<text x="2" y="{height - 5}" font-size="10">{fmt(lo)}</text>',
+        f'<text x="{width - 2}" y="{height - 5}" font-size="10" text-anchor="end">{fmt(hi)}</text>',
+        "</svg>",
+    ]
+    return "".join(parts)
