@@ -136,14 +136,9 @@ def _wall_flips(level: HeistLevel, factor: str, on_line: bool | None, step_chang
     if g is None or g.first_step is None:
         return []
     agent, target, distance = level.agent.cell, g.target.cell, g.distance
-    from_agent, from_target = distances_from(level, agent), distances_from(level, target)
-    h, w = from_agent.shape
+    via = _nearest_neighbour(distances_from(level, agent)) + 2 + _nearest_neighbour(distances_from(level, target))
+    shortcut = (via <= distance).tolist()  # [y][x]: a path through this cell would be no longer than the current
     route = None if step_changes else route_cells(level)
-
-    def nearest(dist: np.ndarray, cell: Cell) -> float:
-        near = [int(dist[y, x]) for x, y in ((cell[0] + dx, cell[1] + dy) for dx, dy in MOVES.values())
-                if 0 <= x < w and 0 <= y < h and dist[y, x] >= 0]
-        return min(near, default=math.inf)
 
     def flip(cell: Cell, after: Guidance | None) -> Pair:
         edit, edited = (f"wall cleared at {cell}", level.clear_wall(cell)) if level.is_wall(cell) \
@@ -155,7 +150,7 @@ def _wall_flips(level: HeistLevel, factor: str, on_line: bool | None, step_chang
         if on_line is not None and on_segment(agent, target, cell) != on_line:
             continue
         if level.is_wall(cell):
-            may_change = nearest(from_agent, cell) + 2 + nearest(from_target, cell) <= distance
+            may_change = shortcut[cell[1]][cell[0]]
         else:
             may_change = cell in g.path
             if not step_changes and (route is None or cell in route):
@@ -168,6 +163,14 @@ def _wall_flips(level: HeistLevel, factor: str, on_line: bool | None, step_chang
         if pair.target_after == g.target.name and pair.step_after is not None and pair.step_changed == step_changes:
             out.append(pair)
     return out
+
+
+def _nearest_neighbour(dist: np.ndarray) -> np.ndarray:
+    """``[y, x]``: the smallest distance among a cell's reachable 4-neighbours (a large number if none)."""
+    far = 1 << 20
+    padded = np.pad(np.where(dist >= 0, dist, far), 1, constant_values=far)
+    h, w = dist.shape
+    return np.min([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dx, dy in MOVES.values()], axis=0)
 
 
 def wall_flip_first_step(level: HeistLevel, rng: Chooser | None = None, *, on_line: bool | None = None) -> Pair | None:
