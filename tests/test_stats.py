@@ -54,7 +54,8 @@ def paired_table(both, before_only, after_only, neither):
 
 def test_describe_reads_as_one_line():
     result = Estimate(
-        estimate=0.04, ci_low=0.01, ci_high=0.07, confidence=0.95, n=512, method="paired BCa bootstrap", p_value=0.003
+        estimate=0.04, ci_low=0.01, ci_high=0.07, confidence=0.95, n=512, method="paired BCa bootstrap", p_value=0.003,
+        alternative="greater", null_value=0.0,
     )
     assert result.describe() == "0.04 [0.01, 0.07] (n=512, paired BCa bootstrap), p=0.003"
     other = dataclasses.replace(result, confidence=0.9, p_value=None, null_quantile=0.975)
@@ -194,7 +195,7 @@ def test_mcnemar_rejects_bad_input():
 @pytest.mark.parametrize("statistic", ["mean", "median"])
 def test_bca_interval_matches_scipy_bootstrap(statistic):
     differences = np.random.default_rng(3).gamma(1.5, 1.0, 41) - 1.0  # skewed, so BCa differs from percentile
-    ours = paired_bootstrap(differences, statistic=statistic, n_resamples=4000, seed=11)
+    ours = paired_bootstrap(differences, statistic=statistic, interval="bca", n_resamples=4000, seed=11)
     theirs = sps.bootstrap(
         (differences,), getattr(np, statistic), method="BCa", n_resamples=4000, rng=np.random.default_rng(11)
     )
@@ -207,21 +208,22 @@ def test_bca_interval_matches_scipy_bootstrap(statistic):
 
 def test_paired_bootstrap_gives_the_same_result_in_small_memory_batches(monkeypatch):
     differences = np.random.default_rng(6).normal(0.2, 1.0, 37)
-    whole = [paired_bootstrap(differences[:n], n_resamples=999, seed=2) for n in (37, 9)]  # Monte-Carlo, exact p
-    monkeypatch.setattr(harness.stats.resampling, "_BATCH_ELEMENTS", 100)
-    batched = [paired_bootstrap(differences[:n], n_resamples=999, seed=2) for n in (37, 9)]
+    runs = [(37, 999, "studentized"), (16, 2**16, "studentized"), (37, 999, "bca")]  # Monte-Carlo, then exact p
+    whole = [paired_bootstrap(differences[:n], n_resamples=m, interval=i, seed=2) for n, m, i in runs]
+    monkeypatch.setattr(harness.stats.resampling, "_BATCH_ELEMENTS", 2000)
+    batched = [paired_bootstrap(differences[:n], n_resamples=m, interval=i, seed=2) for n, m, i in runs]
     assert batched == whole
     assert all(np.array_equal(b.distribution, w.distribution) for b, w in zip(batched, whole))
 
 
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
 def test_sign_flip_p_value_matches_scipy_permutation_test(alternative):
-    differences = np.random.default_rng(5).normal(0.4, 1.0, 10)
-    ours = paired_bootstrap(differences, alternative=alternative, n_resamples=2000, seed=0)
+    differences = np.random.default_rng(5).normal(0.4, 1.0, 16)
+    ours = paired_bootstrap(differences, alternative=alternative, n_resamples=2**16, seed=0)
     theirs = sps.permutation_test(
         (differences,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative=alternative
     )
-    assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-12)  # 2^10 <= 2000: every sign pattern, exactly
+    assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-12)  # 2^16 resamples: every sign pattern, exactly
     assert "exact sign-flip" in ours.method
 
 
@@ -233,14 +235,15 @@ def test_monte_carlo_sign_flip_p_value_agrees_with_t_test_on_normal_data():
     assert result.p_value == pytest.approx(p_t, abs=0.02)
 
 
-def test_paired_bootstrap_is_reproducible_and_handles_constant_differences():
+def test_paired_bootstrap_is_reproducible_and_refuses_differences_without_spread():
+    """All-equal differences gave a zero-width interval, a verdict "with certainty", even at n=2 (issue 19, 3)."""
     differences = np.random.default_rng(0).normal(size=30)
     assert paired_bootstrap(differences, seed=4) == paired_bootstrap(differences, seed=4)
-    zeros = paired_bootstrap(np.zeros(25), n_resamples=999)
-    assert (zeros.estimate, zeros.ci_low, zeros.ci_high, zeros.p_value) == (0.0, 0.0, 0.0, 1.0)
-    shifted = paired_bootstrap(np.full(25, 0.3), n_resamples=999, alternative="greater")
-    assert (shifted.ci_low, shifted.ci_high) == pytest.approx((0.3, 0.3))
-    assert shifted.p_value == pytest.approx(1 / 1000)
+    for constant in (np.zeros(25), np.full(2, 0.3), np.full(512, 0.3)):
+        with pytest.raises(StatisticsError, match=f"all {constant.size} values equal .* no spread"):
+            paired_bootstrap(constant, n_resamples=999)
+        with pytest.raises(StatisticsError, match="no spread"):
+            tost(constant, margin=0.5)
 
 
 @pytest.mark.parametrize(
@@ -364,11 +367,12 @@ def test_tost_matches_statsmodels(shift, margin):
     assert isinstance(result, Equivalence) and isinstance(result, Estimate) and result.confidence == pytest.approx(0.9)
 
 
-def test_tost_on_identical_outcomes_shows_equivalence():
-    result = tost(np.zeros(12), margin=0.01)
-    assert result.equivalent and result.p_value == 0.0
+def test_tost_describes_its_verdict_and_a_mean_on_the_margin_is_not_inside_it():
+    tight = np.tile([-0.001, 0.001], 10)
+    result = tost(tight, margin=0.01)
+    assert result.equivalent and result.p_value < 1e-10
     assert result.describe().endswith("equivalence within ±0.01 shown at alpha=0.05")
-    assert not tost(np.full(12, 0.25), margin=0.25).equivalent  # exactly on the margin is not inside it
+    assert not tost(tight + 0.25, margin=0.25).equivalent  # exactly on the margin is not inside it
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,19 @@
 """Estimates and tests behind claim verdicts (docs/statistics.md), in plain numpy/scipy.
 
 Every estimate or test returns an :class:`Estimate` (or a subclass that only adds fields): a point estimate, its
-interval, the number of independent units ``n`` (levels or pairs), the method in words, and a p-value where a
-test was run.  The unit is always the level: paired inputs hold one value per level, in the same level order.
+interval and ``interval_at`` (the same method at another confidence), the number of independent units ``n``
+(levels, pairs, episodes, latents...: the unit the claim declares), the method in words, and a p-value with the
+hypothesis it tests (``alternative``, ``null_value``) where a test was run.  Paired inputs hold one value per
+unit, in the same unit order.
 
 One module per topic; import the public names from here:
 
 - :mod:`~harness.stats.estimates`: the result types;
-- :mod:`~harness.stats.proportions`: intervals for rates, paired binary outcomes (exact McNemar);
-- :mod:`~harness.stats.resampling`: paired continuous outcomes (BCa bootstrap and sign-flip test), the
-  permutation test against a null baseline;
+- :mod:`~harness.stats.proportions`: intervals for rates and shares of any unit, paired binary outcomes (exact
+  McNemar);
+- :mod:`~harness.stats.resampling`: the bootstrap over any unit, paired continuous outcomes (studentized or BCa
+  bootstrap and sign-flip test), the permutation test against a null baseline;
+- :mod:`~harness.stats.intervals`: the bounds behind them and the smallest n each method accepts;
 - :mod:`~harness.stats.nulls`: samplers of null baselines (random channels, matched latents, random directions);
 - :mod:`~harness.stats.equivalence`: TOST;
 - :mod:`~harness.stats.multiplicity`: Holm and Benjamini-Hochberg;
@@ -34,9 +38,10 @@ from harness.stats.proportions import (
     clopper_pearson_interval,
     confidence_sequence_interval,
     mcnemar_exact,
+    proportion,
     wilson_interval,
 )
-from harness.stats.resampling import paired_bootstrap, permutation_test_against_null
+from harness.stats.resampling import bootstrap, paired_bootstrap, permutation_test_against_null
 from harness.stats.sequential import BernoulliSPRT
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "Estimate",
     "SequentialResult",
     "benjamini_hochberg",
+    "bootstrap",
     "clopper_pearson_interval",
     "confidence_sequence_interval",
     "holm",
@@ -56,6 +62,7 @@ __all__ = [
     "paired_mean_power",
     "paired_mean_sample_size",
     "permutation_test_against_null",
+    "proportion",
     "random_channel_sets",
     "random_directions_like",
     "tost",

@@ -58,6 +58,13 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     return value  # type: ignore[return-value]
 
 
+def check_unit_name(unit: object) -> str:
+    """The name of the independent unit a statistic counts (levels, pairs, episodes, latents...)."""
+    if not isinstance(unit, str) or not unit.strip() or not unit.replace(" ", "").replace("-", "").isalpha():
+        raise StatisticsError(f"unit must name the independent units in words, e.g. unit='episodes', got {unit!r}")
+    return unit
+
+
 def as_vector(values: object, name: str, *, min_size: int = 1) -> np.ndarray:
     """A 1-D array of finite floats, one value per unit."""
     array = np.asarray(values)

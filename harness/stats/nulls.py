@@ -12,6 +12,8 @@ import numpy as np
 from harness.errors import StatisticsError
 from harness.stats.checks import as_indices, as_vector, check_int, check_real, rng_from
 
+_ENUMERATED = 10_000  # at most this many candidate sets are listed rather than drawn by rejection
+
 
 def random_channel_sets(
     n_channels: int, size: int, m: int, *, seed: int | np.random.Generator, exclude: Iterable[int] = ()
@@ -48,11 +50,16 @@ def matched_firing_rate_latents(
     tolerance: float = 0.1,
     exclude: Iterable[int] = (),
 ) -> np.ndarray:
-    """``m`` random latent sets matched to ``target_latents`` by firing rate, shape (m, len(target_latents)).
+    """``m`` distinct random latent sets matched to ``target_latents`` by firing rate, shape
+    (m, len(target_latents)), drawn without replacement: no set repeats, so m null draws are m distinct units.
 
     Column j holds latents whose rate is within ``tolerance`` (relative: |r - r_j| <= tolerance * r_j) of
     target j's rate (a target that never fires matches only latents that never fire); latents within a row
-    are distinct.  Latents in ``exclude`` are never drawn (pass the targets to draw only other latents).
+    are distinct.  Latents in ``exclude`` are never drawn (pass the targets to draw only other latents).  When
+    fewer than ``m`` distinct sets exist, the error says how many do (a permutation p against k distinct null
+    units can never go below 1/(k+1))::
+
+        matched_firing_rate_latents(rates, [chosen], 100, seed=0, tolerance=0.5, exclude=[chosen])
     """
     rates = as_vector(firing_rates, "firing_rates")
     if np.any(rates < 0):
@@ -73,13 +80,25 @@ def matched_firing_rate_latents(
             )
         pools.append(pool)
     rng = rng_from(seed)
-    sets = np.empty((m, targets.size), dtype=np.intp)
-    for row in sets:
-        for j, pool in enumerate(pools):
-            while (pick := pool[rng.integers(pool.size)]) in row[:j]:
-                pass
-            row[j] = pick
-    return sets
+    # at least prod(k_j - j) distinct sets exist (column j avoids the j latents before it); when that is not
+    # comfortably above m, or there are few sets at all, list them and choose among them
+    at_least = math.prod(max(0, pool.size - j) for j, pool in enumerate(sorted(pools, key=len)))
+    if at_least < 2 * m or math.prod(pool.size for pool in pools) <= _ENUMERATED:
+        every = np.array([row for row in itertools.product(*pools) if len(set(row)) == len(row)], dtype=np.intp)
+        every = every.reshape(-1, targets.size)
+        if m > len(every):
+            raise StatisticsError(
+                f"m={m} exceeds the {len(every)} distinct sets of latents matched to {targets.tolist()} within "
+                f"tolerance={tolerance:g}; a null of {len(every)} distinct units gives p >= 1/{len(every) + 1}: "
+                f"lower m to at most {len(every)}, raise tolerance or exclude fewer latents"
+            )
+        return every[rng.choice(len(every), m, replace=False)]
+    drawn: dict[tuple[int, ...], None] = {}  # ordered set; rejection keeps at least half of the draws
+    while len(drawn) < m:
+        row = tuple(int(pool[rng.integers(pool.size)]) for pool in pools)
+        if len(set(row)) == len(row):
+            drawn[row] = None
+    return np.array(list(drawn), dtype=np.intp)
 
 
 def random_directions_like(vector: object, m: int, *, seed: int | np.random.Generator) -> np.ndarray:

@@ -4,13 +4,14 @@ and the exact McNemar test with Newcombe's interval for a paired risk difference
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy import optimize, special, stats
 
 from harness.errors import StatisticsError
-from harness.stats.checks import as_binary, check_confidence, check_int
-from harness.stats.estimates import Estimate
+from harness.stats.checks import as_binary, check_choice, check_confidence, check_int, check_unit_name
+from harness.stats.estimates import Estimate, checked_interval_at
 
 
 def _check_counts(successes: object, n: object) -> tuple[int, int]:
@@ -39,9 +40,11 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Esti
     """Rate successes/n with its Wilson score interval."""
     successes, n = _check_counts(successes, n)
     confidence = check_confidence(confidence)
-    low, high = _wilson_bounds(successes, n, two_sided_z(confidence))
+    interval_at = checked_interval_at(lambda level: _wilson_bounds(successes, n, two_sided_z(level)))
+    low, high = interval_at(confidence)
     return Estimate(
-        estimate=successes / n, ci_low=float(low), ci_high=float(high), confidence=confidence, n=n, method="Wilson"
+        estimate=successes / n, ci_low=low, ci_high=high, confidence=confidence, n=n, method="Wilson",
+        interval_at=interval_at,
     )
 
 
@@ -49,12 +52,18 @@ def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95
     """Rate successes/n with its exact (Clopper-Pearson) interval."""
     successes, n = _check_counts(successes, n)
     confidence = check_confidence(confidence)
-    tail = (1 - confidence) / 2
-    low = stats.beta.ppf(tail, successes, n - successes + 1) if successes > 0 else 0.0
-    high = stats.beta.isf(tail, successes + 1, n - successes) if successes < n else 1.0
+
+    def bounds(level: float) -> tuple[float, float]:
+        tail = (1 - level) / 2
+        low = stats.beta.ppf(tail, successes, n - successes + 1) if successes > 0 else 0.0
+        high = stats.beta.isf(tail, successes + 1, n - successes) if successes < n else 1.0
+        return low, high
+
+    interval_at = checked_interval_at(bounds)
+    low, high = interval_at(confidence)
     return Estimate(
-        estimate=successes / n, ci_low=float(low), ci_high=float(high), confidence=confidence, n=n,
-        method="Clopper-Pearson",
+        estimate=successes / n, ci_low=low, ci_high=high, confidence=confidence, n=n, method="Clopper-Pearson",
+        interval_at=interval_at,
     )
 
 
@@ -67,12 +76,33 @@ def confidence_sequence_interval(successes: int, n: int, *, confidence: float = 
     """
     successes, n = _check_counts(successes, n)
     confidence = check_confidence(confidence)
-    low = _sequence_lower_bound(successes, n - successes, 1 - confidence)
-    high = 1 - _sequence_lower_bound(n - successes, successes, 1 - confidence)
+    interval_at = checked_interval_at(lambda level: (
+        _sequence_lower_bound(successes, n - successes, 1 - level),
+        1 - _sequence_lower_bound(n - successes, successes, 1 - level)))
+    low, high = interval_at(confidence)
     return Estimate(
         estimate=successes / n, ci_low=low, ci_high=high, confidence=confidence, n=n,
-        method="beta-binomial mixture confidence sequence (anytime-valid)",
+        method="beta-binomial mixture confidence sequence (anytime-valid)", interval_at=interval_at,
     )
+
+
+_RATE_METHODS = {"clopper-pearson": clopper_pearson_interval, "wilson": wilson_interval,
+                 "confidence sequence": confidence_sequence_interval}
+
+
+def proportion(outcomes: object, *, unit: str = "levels", method: str = "clopper-pearson",
+               confidence: float = 0.95) -> Estimate:
+    """The share of units (levels, latents, channels, episodes...) whose outcome is True, with its interval:
+    ``"clopper-pearson"`` (exact, the default), ``"wilson"`` or ``"confidence sequence"`` (anytime-valid).
+    ``unit`` names the units in ``method``::
+
+        proportion(firing_rates == 0, unit="latents", confidence=claim.confidence)  # the dead latents' share
+    """
+    flags = as_binary(outcomes, "outcomes")
+    method = check_choice(method, "method", _RATE_METHODS)
+    unit = check_unit_name(unit)
+    rate = _RATE_METHODS[method](int(flags.sum()), flags.size, confidence=confidence)
+    return replace(rate, method=f"{rate.method} over {unit}")
 
 
 def _sequence_lower_bound(successes: int, failures: int, alpha: float) -> float:
@@ -123,8 +153,11 @@ def mcnemar_exact(before: object, after: object, *, confidence: float = 0.95) ->
     after_only = int(np.sum(~before & after))
     neither = before.size - both - before_only - after_only
     p_value = min(1.0, 2 * float(stats.binom.cdf(min(before_only, after_only), before_only + after_only, 0.5)))
-    low, high = _newcombe_paired_bounds(both, before_only, after_only, neither, two_sided_z(confidence))
+    interval_at = checked_interval_at(
+        lambda level: _newcombe_paired_bounds(both, before_only, after_only, neither, two_sided_z(level)))
+    low, high = interval_at(confidence)
     return Estimate(
-        estimate=(after_only - before_only) / before.size, ci_low=float(low), ci_high=float(high),
-        confidence=confidence, n=before.size, method="exact McNemar, Newcombe paired score CI", p_value=p_value,
+        estimate=(after_only - before_only) / before.size, ci_low=low, ci_high=high, confidence=confidence,
+        n=before.size, method="exact McNemar, Newcombe paired score CI", p_value=p_value, alternative="two-sided",
+        null_value=0.0, interval_at=interval_at,
     )

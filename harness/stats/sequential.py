@@ -77,6 +77,7 @@ class BernoulliSPRT:
             estimate=rate.estimate, ci_low=rate.ci_low, ci_high=rate.ci_high, confidence=rate.confidence, n=self._n,
             method=f"Bernoulli SPRT p0={self.p0:g} vs p1={self.p1:g} (alpha={self.alpha:g}, beta={self.beta:g}), "
             f"{rate.method}",
-            p_value=min(1.0, math.exp(-self._max_log_ratio)), decision=self._decision, successes=self._successes,
+            p_value=min(1.0, math.exp(-self._max_log_ratio)), alternative="greater", null_value=self.p0,
+            interval_at=rate.interval_at, decision=self._decision, successes=self._successes,
             max_n=self.max_n, log_likelihood_ratio=self._log_ratio,
         )

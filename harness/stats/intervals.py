@@ -1,0 +1,146 @@
+"""Bounds of an interval for a mean, and the smallest n at which each method keeps its level on skewed data.
+
+Vectorised over leading rows (one row per sample), so that ``bench/bench_coverage.py`` and the calibration tests
+run exactly this code on thousands of simulated samples at once; :mod:`~harness.stats.resampling` and
+:mod:`~harness.stats.equivalence` call it on one sample.
+
+Why a minimum n: an interval for a mean from n values misses more often than nominal when the population is
+skewed, and the miss grows in the far tail that a claim decides at (``1 - alpha/m``).  The one-sided error of the
+t interval is, to first order (Hall 1992, the Edgeworth expansion of the studentized mean),
+``gamma (2 z^2 + 1) phi(z) / (6 sqrt(n))`` for skewness ``gamma`` at the normal quantile ``z`` of the tail; it
+stays below the nominal tail (so the miss stays below twice nominal) once
+``n >= ((2 z^2 + 1) phi(z) / (6 tail))^2 gamma^2``.  The studentized bootstrap removes that first-order term, and
+measured on lognormal, zero-inflated and rare-binary populations (``bench/bench_coverage.py``,
+docs/statistics.md) it needs :data:`STUDENTIZED_SHARE` of that n.  ``gamma`` is estimated by the sample's
+adjusted skewness G1; a sample whose values are all equal has no spread to resample and is refused at any n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+MIN_N = {"t": 8, "studentized": 16, "bca": 16}
+"""Smallest n each method accepts whatever the data."""
+STUDENTIZED_SHARE = 0.25
+"""The studentized bootstrap's minimum n as a share of the t interval's (measured: bench/bench_coverage.py)."""
+METHOD_NAMES = {"t": "t interval", "studentized": "studentized bootstrap", "bca": "BCa bootstrap"}
+
+
+def tail_of(confidence: float) -> float:
+    """One-sided tail of a two-sided interval at ``confidence``."""
+    return (1 - confidence) / 2
+
+
+def skewness(values: np.ndarray) -> np.ndarray:
+    """Adjusted sample skewness G1 of each row (0 for a row without spread)."""
+    n = values.shape[-1]
+    centred = values - values.mean(-1, keepdims=True)
+    m2 = np.mean(centred**2, -1)
+    m3 = np.mean(centred**3, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g1 = np.where(m2 > 0, m3 / np.maximum(m2, np.finfo(float).tiny) ** 1.5, 0.0)
+    return g1 * np.sqrt(n * (n - 1)) / (n - 2) if n > 2 else g1
+
+
+def required_n(values: np.ndarray, confidence: float, method: str) -> np.ndarray:
+    """The n ``method`` needs for a sample as skewed as each row of ``values`` at ``confidence`` (ints)."""
+    tail = tail_of(confidence)
+    z = special.ndtri(1 - tail)
+    factor = ((2 * z**2 + 1) * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi) / (6 * tail)) ** 2
+    if method != "t":
+        factor *= STUDENTIZED_SHARE
+    return np.maximum(MIN_N[method], np.ceil(factor * skewness(values) ** 2)).astype(int)
+
+
+def refused(values: np.ndarray, confidence: float, method: str) -> np.ndarray:
+    """Per row of ``values``: whether ``method`` refuses it at ``confidence`` (no spread, or n too small)."""
+    flat = np.all(values == values[..., :1], -1)
+    return flat | (values.shape[-1] < required_n(values, confidence, method))
+
+
+def refusal(values: np.ndarray, confidence: float, method: str) -> str | None:
+    """Why ``method`` cannot give a mean's interval at ``confidence`` from the 1-D ``values``, or None."""
+    if not refused(values, confidence, method):
+        return None
+    n, name = values.size, METHOD_NAMES[method]
+    if np.all(values == values[0]):
+        return (f"all {n} values equal {values[0]:.6g}: the {name} cannot bound the mean of a population it saw no "
+                "spread of (at any n); for outcomes that are mostly one value, count the units that differ and "
+                "use harness.stats.proportion")
+    needed = int(required_n(values, confidence, method))
+    return (f"the {name} needs n >= {needed} at confidence {confidence:.6g} for a sample this skewed (skewness "
+            f"{float(skewness(values)):.3g}), got n={n}; below that its interval misses the mean more than twice "
+            "as often as nominal (docs/statistics.md, item 12): collect more units")
+
+
+def mean_acceleration(values: np.ndarray) -> np.ndarray:
+    """BCa acceleration of the mean per row: its jackknife formula, sum(d^3) / (6 sum(d^2)^1.5), d the deviations."""
+    deviation = values - values.mean(-1, keepdims=True)
+    scale = np.sum(deviation**2, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(scale > 0, np.sum(deviation**3, -1) / (6 * np.maximum(scale, np.finfo(float).tiny) ** 1.5),
+                        0.0)
+
+
+def _linear_quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Per row, the quantile at ``levels`` (rows, k) of the sorted rows of ``ordered``, as numpy's 'linear'."""
+    count = ordered.shape[-1]
+    position = np.clip(levels, 0, 1) * (count - 1)
+    below = np.clip(np.floor(position).astype(int), 0, count - 1)
+    above = np.minimum(below + 1, count - 1)
+    a = np.take_along_axis(ordered, below, -1)
+    b = np.take_along_axis(ordered, above, -1)
+    t = position - below
+    return np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)
+
+
+def bca_bounds(theta: np.ndarray, ordered: np.ndarray, acceleration: np.ndarray,
+               confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """BCa bounds per row (Efron & Tibshirani 1993, 14.3; as scipy.stats.bootstrap) from sorted resampled
+    statistics ``ordered`` (rows, B).  Where the acceleration folds the level mapping over (far tails), the bound
+    is the extreme resample; bounds are widened to contain ``theta``, so they are monotone in ``confidence``."""
+    count = ordered.shape[-1]
+    theta = np.asarray(theta, dtype=float)[..., None]
+    below = (np.sum(ordered < theta, -1) + np.sum(ordered <= theta, -1)) / (2 * count)
+    # keep the bias correction finite when theta lies outside every resample (tiny or heavily tied samples)
+    bias = special.ndtri(np.clip(below, 0.5 / count, 1 - 0.5 / count))[..., None]
+    z = special.ndtri(np.array([tail_of(confidence), 1 - tail_of(confidence)]))
+    denominator = 1 - np.asarray(acceleration, dtype=float)[..., None] * (bias + z)
+    with np.errstate(divide="ignore"):
+        levels = special.ndtr(bias + (bias + z) / denominator)
+    levels = np.where(denominator > 0, levels, [0.0, 1.0])
+    low, high = np.moveaxis(_linear_quantiles(ordered, levels), -1, 0)
+    return np.minimum(low, theta[..., 0]), np.maximum(high, theta[..., 0])
+
+
+def studentized_bounds(theta: np.ndarray, se: np.ndarray, ordered_t: np.ndarray,
+                       confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap-t bounds per row: ``theta - t*[1 - tail] se`` and ``theta - t*[tail] se`` from sorted studentized
+    resamples ``ordered_t`` (rows, B), taking the outer order statistic (conservative; an infinite t* from a
+    resample without spread gives an infinite bound).  Widened to contain ``theta``."""
+    count = ordered_t.shape[-1]
+    tail = tail_of(confidence)
+    inner = np.clip(np.floor(tail * (count + 1)).astype(int) - 1, 0, count - 1)
+    t_low, t_high = ordered_t[..., inner], ordered_t[..., count - 1 - inner]
+    with np.errstate(invalid="ignore"):
+        low, high = theta - t_high * se, theta - t_low * se
+    low = np.where(t_high == np.inf, -np.inf, low)
+    high = np.where(t_low == -np.inf, np.inf, high)
+    return np.minimum(low, theta), np.maximum(high, theta)
+
+
+def studentized(boot: np.ndarray, boot_se: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Sorted studentized resamples ``(boot - theta) / boot_se`` per row; a resample without spread counts as
+    +-inf (0 where it equals theta)."""
+    theta = np.asarray(theta, dtype=float)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (boot - theta) / boot_se
+    t = np.where(boot_se > 0, t, np.sign(boot - theta) * np.inf)
+    return np.sort(np.nan_to_num(t, nan=0.0, posinf=np.inf, neginf=-np.inf), -1)
+
+
+def t_bounds(mean: np.ndarray, se: np.ndarray, df: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The t interval ``mean -+ t(df) se`` per row."""
+    half = stats.t.isf(tail_of(confidence), df) * se
+    return mean - half, mean + half
