@@ -1,20 +1,29 @@
 """Claim declarations and verdict rules on hand-built evidence (no pytest plugin involved)."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.claims.claim import Bound, Claim, ClaimRefuted, ClaimSpec, adjust_p_values
+from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
+from harness.claims.records import Bound, adjust_p_values
 from harness.errors import ClaimError
-from harness.stats import benjamini_hochberg, holm, paired_bootstrap, permutation_test_against_null, tost
+from harness.stats import holm, paired_bootstrap, permutation_test_against_null, tost
+
+Z = NormalDist().inv_cdf
+
+
+def z_of(confidence: float) -> float:
+    return Z(1 - (1 - confidence) / 2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Evidence:
-    """A statistic's result as the claim API reads it (duck typing)."""
+    """A statistic's result as the claim API reads it (duck typing), with a normal-shaped ``interval_at``: each
+    side of the interval scales with the two-sided z of the confidence asked for."""
 
     estimate: float
     ci_low: float
@@ -23,16 +32,24 @@ class Evidence:
     n: int = 512
     method: str = "paired BCa bootstrap"
     p_value: float | None = None
+    alternative: str | None = None
     distribution: np.ndarray | None = None
     null_quantile: float | None = None
+    interval_at: object = field(default=None, compare=False)
 
-    def describe(self) -> str:
-        return f"{self.estimate} [{self.ci_low}, {self.ci_high}]"
+    def __post_init__(self) -> None:
+        if self.interval_at is None:
+            def interval_at(confidence: float) -> tuple[float, float]:
+                scale = z_of(confidence) / z_of(self.confidence)
+                return (self.estimate - scale * (self.estimate - self.ci_low),
+                        self.estimate + scale * (self.ci_high - self.estimate))
+
+            object.__setattr__(self, "interval_at", interval_at)
 
 
 DECLARATION = dict(
     id="H1", statement="Ablating conv3a channel 17 lowers P(UP).", sites=["conv3a:17"], metric="mean drop in P(UP)",
-    seeds="confirm", n=512,
+    seeds="confirmation", n=512,
 )  # fmt: skip
 
 
@@ -76,25 +93,84 @@ def test_a_refutation_explains_itself():
     with pytest.raises(ClaimRefuted) as caught:
         claim.check(Evidence(estimate=0.04, ci_low=0.01, ci_high=0.07))
     assert str(caught.value) == (
-        "claim 'H1' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (95% CI, n=512 levels, paired BCa bootstrap); "
+        "claim 'H1' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (95% CI, n=512 levels, paired BCa bootstrap, p = 1); "
         "needed lower bound > 0.1"
     )
 
 
+NULL = dict(null_quantile=0.99, distribution=np.zeros(999), alternative="greater")
+
+
 def test_a_null_baseline_p_value_must_also_pass():
-    null = np.zeros(999)
-    against_null = dict(null_quantile=0.99, distribution=null)
-    assert make_claim().check(interval(0.2, 0.3, p_value=0.01, **against_null)) == "supported"
-    assert make_claim().check(interval(0.2, 0.3, p_value=0.2, **against_null)) == "inconclusive"
+    assert make_claim().check(interval(0.2, 0.3, p_value=0.01, **NULL)) == "supported"
+    assert make_claim().check(interval(0.2, 0.3, p_value=0.2, **NULL)) == "inconclusive"
     with pytest.raises(ClaimRefuted, match=r"and p <= 0\.05 against the null"):
-        make_claim().check(interval(0.0, 0.05, p_value=0.001, **against_null))
+        make_claim().check(interval(0.0, 0.05, p_value=0.001, **NULL))
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "less", None])
+def test_a_null_baseline_must_be_tested_the_way_the_bound_points(alternative):
+    """Issue 19 item 5: a lower-bound claim backed by 'random sets beat it' (less) or a two-sided p is refused."""
+    evidence = interval(0.2, 0.3, p_value=0.01, **{**NULL, "alternative": alternative})
+    with pytest.raises(ClaimError, match="needs the null baseline tested with alternative='greater'"):
+        make_claim().check(evidence)
+    with pytest.raises(ClaimError, match="alternative='less'"):
+        make_claim(upper_bound_below=0.5).check(replace(evidence, alternative="greater"))
+    with pytest.raises(ClaimError, match="equivalence claim cannot be supported by beating a null"):
+        make_claim(equivalent_within=0.5).check(evidence)
 
 
 def test_a_p_value_of_no_effect_is_reported_but_not_required():
     """A sign-flip p of 0.9 says nothing against 'the effect is below 0.05'; it must not block support."""
     claim = make_claim(upper_bound_below=0.05)
-    assert claim.check(interval(-0.01, 0.03, p_value=0.9)) == "supported"
-    assert claim.record(test="t", checksums={}).p_value == 0.9
+    assert claim.check(interval(-0.01, 0.03, p_value=0.9, alternative="greater")) == "supported"
+    row = claim.record(test="t", checksums={})
+    assert (row.statistic_p_value, row.statistic_hypothesis) == (0.9, "greater than the null baseline")
+    assert row.p_value <= 0.05
+
+
+def test_an_estimate_without_interval_at_is_refused():
+    """Issue 19 item 2 (the claim's half): a hand-made estimate cannot give a verdict."""
+    with pytest.raises(ClaimError, match="no interval_at.*build it with harness.stats"):
+        make_claim().check(Evidence(estimate=0.9, ci_low=0.1, ci_high=0.2, interval_at=0))
+    lying = Evidence(estimate=0.15, ci_low=0.12, ci_high=0.2, interval_at=lambda c: (0.0, 0.3))
+    with pytest.raises(ClaimError, match=r"interval_at\(0\.95\) gives \[0, 0\.3\] but the result's interval is"):
+        make_claim().check(lying)
+
+
+def expected_p(bound: str, t: float, evidence: Evidence) -> float:
+    """The own-hypothesis p of a normal-shaped interval, in closed form: supported at 1 - a exactly when the
+    interval's side, scaled by z(1 - a) / z(confidence), stays off the bound."""
+    zc, e = z_of(evidence.confidence), evidence.estimate
+    one_sided = {
+        "lower": lambda: zc * (e - t) / (e - evidence.ci_low),
+        "upper": lambda: zc * (t - e) / (evidence.ci_high - e),
+        "equivalence": lambda: min(zc * (e + t) / (e - evidence.ci_low), zc * (t - e) / (evidence.ci_high - e)),
+    }[bound]()
+    return min(1.0, max(2 * (1 - NormalDist().cdf(one_sided)), 1e-12))
+
+
+@given(
+    low=st.floats(-1, 1), width=st.floats(0.001, 1), skew=st.floats(0.1, 0.9), threshold=st.floats(-1, 1),
+    bound=st.sampled_from(["lower", "upper", "equivalence"]), family_size=st.integers(1, 12),
+)  # fmt: skip
+def test_the_own_p_value_agrees_with_the_verdict_and_the_adjusted_column(low, width, skew, threshold, bound,
+                                                                         family_size):
+    """Issue 19 item 7: p is the claim's own hypothesis (closed form here), supported exactly when p <= alpha/m,
+    and the Bonferroni column is <= alpha exactly for supported rows."""
+    keyword = {"lower": "lower_bound_above", "upper": "upper_bound_below", "equivalence": "equivalent_within"}
+    t = abs(threshold) + 0.01 if bound == "equivalence" else threshold
+    claim = make_claim(family_size=family_size, **{keyword[bound]: t})
+    evidence = Evidence(estimate=low + skew * width, ci_low=low, ci_high=low + width, confidence=claim.confidence)
+    try:
+        verdict = claim.check(evidence)
+    except ClaimRefuted:
+        verdict = "refuted"
+    row = claim.record(test="t", checksums={})
+    assert (verdict == "supported") == (row.p_value <= claim.alpha) == (row.p_adjusted <= 0.05)
+    expected = expected_p(bound, t, evidence)
+    if 1e-10 < expected < 0.999:  # the bisection's floor and ceiling aside
+        assert row.p_value == pytest.approx(expected, rel=1e-4)
 
 
 def test_bonferroni_sets_the_confidence_and_the_p_cutoff():
@@ -103,16 +179,15 @@ def test_bonferroni_sets_the_confidence_and_the_p_cutoff():
     assert claim.confidence == pytest.approx(0.9875)
     with pytest.raises(ClaimError, match=r"needs 0\.9875 \(alpha 0\.05 / 4 confirmatory claims"):
         claim.check(interval(0.2, 0.3))  # computed at the default 0.95
-    null = dict(null_quantile=0.98, distribution=np.zeros(999))
-    evidence = interval(0.2, 0.3, confidence=claim.confidence, p_value=0.02, **null)
+    evidence = interval(0.2, 0.3, confidence=claim.confidence, p_value=0.02, **NULL)
     assert claim.check(evidence) == "inconclusive"  # 0.02 > 0.05 / 4
-    assert make_claim(family_size=1).check(replace(evidence, confidence=0.95)) == "supported"
+    assert claim.p_value == 0.02  # the null's p is the larger one
+    assert make_claim(family_size=1).check(interval(0.2, 0.3, p_value=0.02, **NULL)) == "supported"
 
 
 def test_too_few_null_draws_can_never_support():
     claim = make_claim(family_size=10)  # alpha 0.005: p = 1/(99+1) = 0.01 can never pass
-    null = dict(null_quantile=1.0, distribution=np.zeros(99))
-    evidence = interval(0.2, 0.3, confidence=claim.confidence, p_value=0.01, **null)
+    evidence = interval(0.2, 0.3, confidence=claim.confidence, p_value=0.01, **{**NULL, "distribution": np.zeros(99)})
     with pytest.raises(ClaimError, match="99 null draws"):
         claim.check(evidence)
 
@@ -148,6 +223,9 @@ def test_a_claim_is_checked_once():
         ({"seed": 3}, "claim 'H1': unknown seed"),
         ({"upper_bound_below": 0.2}, "exactly one bound"),
         ({"lower_bound_above": "0.1"}, "lower_bound_above must be a number"),
+        ({"seeds": "selection"}, "a confirmatory claim is tested on seeds='confirmation', not 'selection'"),
+        ({"seeds": "training"}, "declare family='exploratory' to test on another range"),
+        ({"unit": "widgets"}, "unit 'widgets' is unknown"),
     ],
 )
 def test_declaration_errors_name_the_claim(change, match):
@@ -176,12 +254,25 @@ def test_the_record_carries_declaration_numbers_and_evidence():
     claim = make_claim(family_size=2)
     claim.attach(np.zeros((4, 4, 3), np.uint8), "clean level")
     null = np.linspace(-1, 1, 999)
-    claim.check(interval(0.2, 0.3, confidence=claim.confidence, p_value=0.001, null_quantile=0.999, distribution=null))
-    row = claim.record(test="claims/test_up.py::test_up", checksums={"policy": "abc"})
+    claim.check(interval(0.2, 0.3, confidence=claim.confidence, p_value=0.001, **{**NULL, "distribution": null}))
+    row = claim.record(test="claims/test_up.py::test_up", checksums={"policy": "abc"}, source_sha256="f00")
     assert (row.verdict, row.n, row.family_size, row.threshold, row.direction) == ("supported", 512, 2, 0.1, "lower")
-    assert (row.ci_low, row.ci_high, row.p_value, row.checksums) == (0.2, 0.3, 0.001, {"policy": "abc"})
+    assert (row.ci_low, row.ci_high, row.checksums, row.source_sha256) == (0.2, 0.3, {"policy": "abc"}, "f00")
+    assert row.statistic_p_value == row.p_value == 0.001  # the null's p, larger than the bound's (about 2e-11)
+    assert claim.spec.bound.p_value(claim.result.interval_at, claim.alpha, (0.2, 0.3)) == pytest.approx(2e-11, rel=0.2)
+    assert row.p_adjusted == pytest.approx(2 * row.p_value)
     assert row.histogram.kind == "null" and sum(row.histogram.counts) == 999
     assert [f.caption for f in row.figures] == ["clean level"]
+
+
+def test_the_unit_is_declared_and_printed():
+    """Issue 19 item 11: n is printed in the declared unit; exploratory claims may use another range."""
+    spec = ClaimSpec.declare(**{**DECLARATION, "seeds": "training"}, lower_bound_above=0.1, family="exploratory",
+                             unit="pairs")
+    claim = Claim(spec=spec, family_alpha=0.05, family_size=1)
+    claim.check(interval(0.2, 0.3))
+    assert "n=512 pairs" in claim.message and claim.record(test="t", checksums={}).unit == "pairs"
+    assert make_claim().spec.unit == "levels"
 
 
 def test_the_record_of_an_unfinished_claim():
@@ -196,19 +287,20 @@ def test_attached_pictures_must_be_rgb_bytes():
         make_claim().attach(np.zeros((4, 4, 3)), "float image")
 
 
-def test_run_wide_adjustment_uses_holm_and_benjamini_hochberg():
-    def row(claim_id: str, family: str, p: float | None, verdict: str = "supported"):
+def test_holm_runs_over_the_whole_family():
+    """Issue 19 item 7: rows without a p-value (errors) count as p = 1 in their family's Holm; Bonferroni stays."""
+    def row(claim_id: str, family: str, p: float | None, verdict: str = "supported", size: int = 3):
         base = make_claim().record(test="t", checksums={})
-        return replace(base, id=claim_id, family=family, p_value=p, verdict=verdict)
+        return replace(base, id=claim_id, family=family, p_value=p, verdict=verdict, family_size=size)
 
     rows = [
-        row("a", "confirmatory", 0.01), row("b", "exploratory", 0.02), row("c", "confirmatory", 0.04),
-        row("d", "exploratory", 0.03), row("e", "confirmatory", None), row("f", "confirmatory", 0.001, "error"),
+        row("a", "confirmatory", 0.01), row("b", "exploratory", 0.02, size=2), row("c", "confirmatory", 0.04),
+        row("d", "exploratory", 0.03, size=2), row("e", "confirmatory", None, "error"),
     ]  # fmt: skip
-    adjusted = {r.id: r.p_adjusted for r in adjust_p_values(rows)}
-    assert [adjusted["a"], adjusted["c"]] == pytest.approx(holm([0.01, 0.04]))
-    assert [adjusted["b"], adjusted["d"]] == pytest.approx(benjamini_hochberg([0.02, 0.03]))
-    assert adjusted["e"] is None and adjusted["f"] is None
+    adjusted = {r.id: r.p_holm for r in adjust_p_values(rows)}
+    assert [adjusted["a"], adjusted["c"]] == pytest.approx(holm([0.01, 0.04, 1.0])[:2])
+    assert [adjusted["b"], adjusted["d"]] == pytest.approx(holm([0.02, 0.03]))
+    assert adjusted["e"] is None
 
 
 def test_real_statistics_at_the_claims_confidence():
@@ -247,7 +339,7 @@ def make_selecting_claim(**declared) -> Claim:
 
 def test_a_selected_unit_lands_in_the_record():
     claim = make_selecting_claim()
-    assert claim.spec.seed_ranges == ("confirm", "selection")
+    assert claim.spec.seed_ranges == ("confirmation", "selection")
     claim.select(channels=(6, 17, 5), coefficient=0.5)
     claim.check(interval(0.2, 0.3))
     row = claim.record(test="t", checksums={})
@@ -257,8 +349,8 @@ def test_a_selected_unit_lands_in_the_record():
 
 
 def test_selection_is_declared_made_once_and_before_the_check():
-    with pytest.raises(ClaimError, match="selected_on and seeds are both 'confirm'"):
-        ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1, selected_on="confirm")
+    with pytest.raises(ClaimError, match="selected_on and seeds are both 'confirmation'"):
+        ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1, selected_on="confirmation")
     with pytest.raises(ClaimError, match="selects channel but declares no selected_on"):
         make_claim().select(channel=6)
     with pytest.raises(ClaimError, match="declares selected_on='selection' but selected nothing"):

@@ -17,6 +17,7 @@ REPO = Path(harness.__file__).resolve().parent.parent
 
 CONFTEST = """
     from dataclasses import dataclass
+    from statistics import NormalDist
 
     import pytest
 
@@ -32,8 +33,15 @@ CONFTEST = """
         n: int
         method: str = "hand-built interval"
         p_value: float | None = None
+        alternative: str | None = None
         distribution: object = None
         null_quantile: float | None = None
+
+        def interval_at(self, confidence):
+            z = lambda c: NormalDist().inv_cdf(1 - (1 - c) / 2)
+            scale = z(confidence) / z(self.confidence)
+            return (self.estimate - scale * (self.estimate - self.ci_low),
+                    self.estimate + scale * (self.ci_high - self.estimate))
 
 
     @pytest.fixture(scope="session")
@@ -57,7 +65,7 @@ CONFTEST = """
         bound = {} if {"upper_bound_below", "equivalent_within"} & set(extra) else {"lower_bound_above": 0.1}
         return pytest.mark.claim(
             id=claim_id, statement=f"Claim {claim_id} holds.", sites=["conv3a"], metric="mean drop in P(UP)",
-            seeds="confirm", n=64, **bound, **extra,
+            **{"seeds": "confirmation", "n": 64, **bound, **extra},
         )
 """
 
@@ -104,7 +112,8 @@ def test_verdicts_become_outcomes_and_statuses(claims):
     result.stdout.fnmatch_lines(["test_verdicts.py .FI*", "*1 failed, 1 passed, 1 inconclusive*"])
     text = result.stdout.str()
     assert (
-        "claim 'H-ref' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (97.5% CI, n=64 levels, hand-built interval); "
+        "claim 'H-ref' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (97.5% CI, n=64 levels, hand-built interval, "
+        "p = 1); "
         "needed lower bound > 0.1"
     ) in text
     result.stdout.fnmatch_lines(["*claims: run r1*", "claim*verdict*", "H-inc*INCONCLUSIVE*", "H-ref*REFUTED*"])
@@ -137,7 +146,7 @@ def test_reports_hold_every_required_field(claims):
                 "family", "method", "threshold", "checksums"}  # fmt: skip
     for row in rows.values():
         assert required <= row.keys()
-        assert row["checksums"] == {"policy": "sha256:feed"} and row["seeds"] == "confirm" and row["n"] == 64
+        assert row["checksums"] == {"policy": "sha256:feed"} and row["seeds"] == "confirmation" and row["n"] == 64
     assert (rows["H-sup"]["family_size"], rows["H-inc"]["family_size"]) == (2, 1)
     assert rows["H-sup"]["confidence"] == pytest.approx(1 - 0.05 / 2)
     run_info = data["run"]

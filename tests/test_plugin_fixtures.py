@@ -14,11 +14,13 @@ pytest_plugins = ["pytester"]
 
 FAKE_SAMPLER = """
 
-    @pytest.fixture(scope="session")
-    def level_sampler():
-        def draw(seeds, n, *, where=None, mode="easy"):
+    @pytest.fixture(autouse=True)
+    def fake_levels(monkeypatch):
+        from harness.heist import sampling
+
+        def draw(seeds, n, *, seed, where=None, mode="easy"):
             return [(seeds, n, mode)]
-        return draw
+        monkeypatch.setattr(sampling, "sample_levels", draw)
 """
 
 
@@ -50,38 +52,51 @@ def test_the_selected_unit_lands_in_the_run_report(claims):
     rows = {r["id"]: r for r in data["claims"]}
     assert (rows["CH-chosen"]["selected_on"], rows["CH-chosen"]["selected"]) == ("selection", {"channel": 6})
     assert rows["CH-forgot"]["verdict"] == "error" and "selected nothing" in rows["CH-forgot"]["message"]
-    assert data["run"]["seed_ranges"] == ["confirm", "selection"]
+    assert data["run"]["seed_ranges"] == ["confirmation", "selection"]
 
 
 def test_sample_levels_defaults_to_the_declaration_and_keeps_to_its_ranges(claims):
+    """Issue 19 item 6: a claim draws only its own ranges, its confirmation levels only after claim.select, and a
+    selection fixture (level_sampler) never draws confirmation levels."""
     claims.makepyfile(
         """
         import pytest
         from conftest import declare
         from harness.errors import ClaimError, SamplingError
 
+        @pytest.fixture(scope="module")
+        def peeking_selection(level_sampler):
+            return level_sampler("confirmation", 8)
+
         @declare("S-select", selected_on="selection")
         def test_selecting_claim(claim, interval, sample_levels):
-            assert sample_levels() == [("confirm", 64, "easy")]
             assert sample_levels("selection", mode="hard") == [("selection", 64, "hard")]
-            assert sample_levels(n=8) == [("confirm", 8, "easy")]
-            with pytest.raises(ClaimError, match="may draw only from its seeds='confirm' and selected_on='selection'"):
+            with pytest.raises(ClaimError, match="draws its 'confirmation' levels before claim.select"):
+                sample_levels()
+            with pytest.raises(ClaimError, match="may draw only from its seeds='confirmation' and selected_on='selection'"):
                 sample_levels("calibration")
             claim.select(channel=1)
+            assert sample_levels() == [("confirmation", 64, "easy")]
+            assert sample_levels(n=8) == [("confirmation", 8, "easy")]
             claim.check(interval(0.2, 0.3))
 
         @declare("S-plain")
         def test_plain_claim(claim, interval, sample_levels):
-            assert sample_levels("calibration", 3) == [("calibration", 3, "easy")]
+            with pytest.raises(ClaimError, match="may draw only from its seeds='confirmation'$"):
+                sample_levels("selection", 3)
             claim.check(interval(0.2, 0.3))
 
         def test_without_a_claim(sample_levels):
             assert sample_levels("calibration", 3) == [("calibration", 3, "easy")]
             with pytest.raises(SamplingError, match="needs seeds and n"):
                 sample_levels(n=3)
+
+        def test_selection_never_sees_confirmation(request):
+            with pytest.raises(ClaimError, match="level_sampler draws for selection fixtures"):
+                request.getfixturevalue("peeking_selection")
         """
     )
-    run(claims).assert_outcomes(passed=3)
+    run(claims).assert_outcomes(passed=4)
 
 
 def test_level_sampler_draws_with_the_run_sampling_seed(pytester):
@@ -145,7 +160,7 @@ def readme_claim(n: int) -> str:
 
 def test_the_readme_claim_runs_outside_the_repository(tmp_path):
     assert not tmp_path.resolve().is_relative_to(REPO)
-    (tmp_path / "test_readme_claim.py").write_text(readme_claim(n=16), encoding="utf-8")
+    (tmp_path / "test_readme_claim.py").write_text(readme_claim(n=64), encoding="utf-8")
     policy = REPO / "fixtures" / "agents" / "customcnn_bc" / "policy.pt"
     # --policy=PATH, not --policy PATH: pytest picks its rootdir before plugins add options, so a separate PATH
     # would be read as a test path and make this repository the rootdir (pytest issue 8846)
@@ -155,4 +170,4 @@ def test_the_readme_claim_runs_outside_the_repository(tmp_path):
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: a refuted claim fails its test
     (row,) = json.loads((tmp_path / "reports" / "readme" / "claims.json").read_text())["claims"]
     assert row["verdict"] in ("supported", "refuted", "inconclusive"), row["message"]
-    assert row["n"] == 16 and len(row["checksums"]["policy"]) == 64
+    assert row["n"] == 64 and len(row["checksums"]["policy"]) == 64

@@ -10,17 +10,17 @@ Writing a claim
         id="H1-up-channel",
         statement="Zero-ablating conv3a channel 17 lowers P(UP) by more than 0.10 when the gem is above the agent.",
         sites=["conv3a:17"], metric="mean drop in P(UP)", lower_bound_above=MIN_DROP,
-        seeds="confirm", n=512, family="confirmatory",
+        seeds="confirmation", n=512, family="confirmatory",
     )
     def test_up_channel(claim, policy, sample_levels):
         drop = ...  # one value per level, clean minus ablated
         claim.check(paired_bootstrap(drop, confidence=claim.confidence))
 
-The declaration holds everything pre-registered: the statement, the sites, the metric, exactly one bound
-(``lower_bound_above=t``, ``upper_bound_below=t`` or ``equivalent_within=margin``), the seed range name and n,
-and the family (``confirmatory``, the default, or ``exploratory``).  Being evaluated at import, the bound cannot
-depend on the data, and it appears in the report even when the test errors.  ``claim.attach(image, caption)``
-adds pictures (uint8 RGB arrays) to the report; the histogram comes from the result's ``distribution``.
+The declaration holds everything pre-registered: statement, sites, metric, exactly one bound
+(``lower_bound_above=t``, ``upper_bound_below=t`` or ``equivalent_within=margin``), the seed range, ``n`` and
+its ``unit`` (``"levels"``, the default, ``"pairs"``, ``"episodes"``, ``"latents"``, ``"restarts"``, ``"states"``
+or ``"channels"``), and the family (``confirmatory``, the default, tested on ``seeds="confirmation"`` only, or
+``exploratory``, on any range).  ``claim.attach(image, caption)`` adds pictures (uint8 RGB arrays) to the report.
 
 Selecting, then confirming
 --------------------------
@@ -33,57 +33,60 @@ range it chose on, ``selected_on="selection"`` (never its ``seeds``), and record
 
 Verdicts (docs/statistics.md, item 11)
 --------------------------------------
-The result's two-sided interval at confidence ``1 - alpha/m`` (see below) decides:
+The result must come from :mod:`harness.stats` (it carries ``interval_at``, the same method's interval at any
+confidence).  Its two-sided interval at confidence ``1 - alpha/m`` (see below) decides:
 
 * ``lower_bound_above=t``: supported if ``ci_low > t``, refuted if ``ci_high < t``;
 * ``upper_bound_below=t``: supported if ``ci_high < t``, refuted if ``ci_low > t``;
 * ``equivalent_within=d`` (a "does not matter" claim, TOST with margin ``d``): supported if the interval lies
   inside ``(-d, d)``, refuted if it lies entirely outside;
 * otherwise inconclusive.  A result compared with a null baseline (``null_quantile`` set, e.g. a permutation
-  test against random channels) is supported only if also ``p <= alpha/m``: a large effect that random channels
-  match is inconclusive.  Other p-values (a sign-flip or McNemar test of "no effect") are reported, not required.
+  test against random channels, whose ``alternative`` must point the bound's way: ``greater`` for a lower bound,
+  ``less`` for an upper one) is supported only if also ``p <= alpha/m``.
 
-For a "does not matter" claim, pass ``tost(d, margin=MARGIN, alpha=claim.alpha / 2)`` (its interval has
-confidence ``1 - 2 alpha``) or ``paired_bootstrap(d, confidence=claim.confidence)``.
-
-Either wrong verdict needs the interval to miss the true value, which happens with probability at most
-``alpha/m``.  "Equivalence shown for a claimed effect" refutes it: declare the threshold as the smallest effect
-that matters; an interval inside ``(-t, t)`` then lies below ``t``, which is the refuting bound.
+Every row carries ``p_value``, the p-value of the claim's OWN hypothesis (H0: effect <= t for a lower bound,
+>= t for an upper bound, outside ``(-d, d)`` for equivalence): the smallest ``a`` whose two-sided ``1 - a``
+interval lies wholly on the supporting side, by bisection over ``interval_at`` (with a null baseline, the larger
+of that and the null's p); "supported" holds exactly when ``p <= alpha/m``.  The statistic's own p-value (e.g. a
+sign-flip test of "no effect") is kept as ``statistic_p_value``.  For a "does not matter" claim pass
+``tost(d, margin=MARGIN, alpha=claim.alpha / 2)`` or ``paired_bootstrap(d, confidence=claim.confidence)``.
 
 Multiplicity
 ------------
 A run's claims form two families, confirmatory and exploratory; ``m`` is the number of claims of the claim's
-family collected in the run (after ``-k``/``-m`` selection; every pytest-xdist worker collects the same items,
-so every worker knows ``m`` without seeing the others' results).  Pass/fail is decided inside the test, where a
-test under xdist cannot see the other p-values that Holm needs, so the in-test verdict uses Bonferroni: the
-interval at confidence ``1 - alpha/m`` (``claim.confidence``; a result at another level is a
-:class:`~harness.errors.ClaimError`) and ``p <= alpha/m``.  Bonferroni is never more lenient than Holm, whose
-first and strictest cutoff is ``alpha/m``, so a claim supported in-test is also rejected by Holm.  The report
-adds raw p-values and, across the whole run, Holm-adjusted (confirmatory) or Benjamini-Hochberg-adjusted
-(exploratory) ones (:func:`adjust_p_values`); the verdict stays the Bonferroni one, so test outcome and report
-agree.  A run of a single claim is a family of one: take confirmatory verdicts from full runs.
+family collected in the run (after ``-k``/``-m`` selection, which the run flags as a partial family).  The
+in-test verdict uses Bonferroni: the interval at ``1 - alpha/m`` (``claim.confidence``; another level is a
+:class:`~harness.errors.ClaimError`).  The report's ``p_adjusted`` is the same rule over the whole family,
+``min(1, m p)``, so it is ``<= alpha`` exactly for the supported rows; Holm's adjusted p (never larger) is shown
+beside it as ``p_holm`` (:func:`~harness.claims.records.adjust_p_values`).  A run of a single claim is a family
+of one: take confirmatory verdicts from full runs.
 """
 
 import json
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from harness.claims.records import VERDICTS, ClaimRecord, Figure, Histogram, describe_bound, fmt
+from harness.claims.records import FAMILIES, Bound, ClaimRecord, Figure, Histogram, fmt
 from harness.errors import ClaimError
 
-__all__ = ["Bound", "Claim", "ClaimRefuted", "ClaimSpec", "adjust_p_values"]
+__all__ = ["Claim", "ClaimRefuted", "ClaimSpec"]
 
-FAMILIES = ("confirmatory", "exploratory")
-"""The two families of a run: Holm corrects the first in the report, Benjamini-Hochberg the second."""
+CONFIRMATION = "confirmation"
+"""The seed range every confirmatory claim is tested on."""
+UNITS = ("levels", "pairs", "episodes", "latents", "restarts", "states", "channels")
+"""What a claim's ``n`` may count (``unit=``, default ``"levels"``)."""
+NULL_ALTERNATIVE = {"lower": "greater", "upper": "less"}
+"""The alternative a null-baseline test must have to back a bound of each direction."""
 BOUND_KEYWORDS = {"lower_bound_above": "lower", "upper_bound_below": "upper", "equivalent_within": "equivalence"}
 """Declaration keyword -> bound direction; a claim declares exactly one."""
 RESULT_ATTRIBUTES = (
-    "estimate", "ci_low", "ci_high", "confidence", "n", "method", "p_value", "distribution", "null_quantile"
+    "estimate", "ci_low", "ci_high", "confidence", "n", "method", "p_value", "distribution", "null_quantile",
+    "interval_at",
 )  # fmt: skip
 
 
@@ -92,30 +95,9 @@ class ClaimRefuted(AssertionError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Bound:
-    """A pre-registered bound: ``direction`` is ``lower``, ``upper`` or ``equivalence`` (threshold = margin)."""
-
-    direction: str
-    threshold: float
-
-    def __str__(self) -> str:
-        return describe_bound(self.direction, self.threshold)
-
-    def verdict(self, low: float, high: float) -> str:
-        """The verdict an interval ``[low, high]`` gives on its own (before any p-value requirement)."""
-        t = self.threshold
-        supported, refuted = {
-            "lower": (low > t, high < t),
-            "upper": (high < t, low > t),
-            "equivalence": (-t < low and high < t, low > t or high < -t),
-        }[self.direction]
-        return "supported" if supported else "refuted" if refuted else "inconclusive"
-
-
-@dataclass(frozen=True, kw_only=True)
 class ClaimSpec:
-    """A claim's declaration: what it states, about which sites, which bound, on which sample, in which family,
-    and (``selected_on``) the seed range its unit was chosen on, if it chose one."""
+    """A claim's declaration: what it states, about which sites, which bound, on which sample (``n`` counted in
+    ``unit``), in which family, and (``selected_on``) the seed range its unit was chosen on, if it chose one."""
 
     id: str
     statement: str
@@ -126,6 +108,7 @@ class ClaimSpec:
     n: int
     family: str = "confirmatory"
     selected_on: str | None = None
+    unit: str = "levels"
 
     def __post_init__(self) -> None:
         def problem(text: str) -> ClaimError:
@@ -142,6 +125,13 @@ class ClaimSpec:
             raise problem(f"n must be a positive int (the planned number of levels), got {self.n!r}")
         if self.family not in FAMILIES:
             raise problem(f"family {self.family!r} is unknown; use one of {FAMILIES}")
+        if self.family == "confirmatory" and self.seeds != CONFIRMATION:
+            raise problem(
+                f"a confirmatory claim is tested on seeds={CONFIRMATION!r}, not {self.seeds!r} (choose units on "
+                "selected_on='selection'); declare family='exploratory' to test on another range"
+            )
+        if self.unit not in UNITS:
+            raise problem(f"unit {self.unit!r} is unknown; use one of {UNITS}")
         if not math.isfinite(self.bound.threshold):
             raise problem(f"the bound must be a finite number, got {self.bound.threshold!r}")
         if self.bound.direction == "equivalence" and self.bound.threshold <= 0:
@@ -174,13 +164,13 @@ class ClaimSpec:
             raise ClaimError(f"claim {name}: {keyword} must be a number, got {threshold!r}")
         required = ("id", "statement", "sites", "metric", "seeds", "n")
         missing = [k for k in required if k not in declaration]
-        unknown = sorted(set(declaration) - {*required, "family", "selected_on"})
+        unknown = sorted(set(declaration) - {*required, "family", "selected_on", "unit"})
         if missing or unknown:
             problems = [f"{label} {', '.join(keys)}" for label, keys in (("missing", missing), ("unknown", unknown))
                         if keys]  # fmt: skip
             raise ClaimError(
                 f"claim {name}: {'; '.join(problems)} (a claim declares {', '.join(required)}, one bound, and "
-                "optionally family and selected_on)"
+                "optionally family, selected_on and unit)"
             )
         sites = declaration.pop("sites")
         return cls(
@@ -217,6 +207,7 @@ class Claim:
         self.selected: dict[str, Any] | None = None
         self.result: Any = None
         self.verdict: str | None = None
+        self.p_value: float | None = None  # the claim's own hypothesis, set by check
         self.message = ""
 
     @property
@@ -260,8 +251,9 @@ class Claim:
         """Decide the verdict from a statistic's result; raise :class:`ClaimRefuted` when refuted.
 
         Returns ``"supported"`` or ``"inconclusive"``.  Raises :class:`ClaimError` when the result cannot
-        answer this claim: checked twice, a declared selection not made, missing attributes, another confidence
-        or n, no finite interval, or a null distribution too small to ever reach ``p <= alpha``.
+        answer this claim: checked twice, a declared selection not made, not built by :mod:`harness.stats` (no
+        ``interval_at``, or one that disagrees with the interval), another confidence or n, no finite interval, a
+        null baseline tested the other way, or too small to ever reach ``p <= alpha``.
         """
         __tracebackhide__ = True  # pytest shows the test's own line and this message, not this method
         name = f"claim {self.spec.id!r}"
@@ -287,75 +279,118 @@ class Claim:
                 "claims in this run); pass confidence=claim.confidence to the statistic (tost: alpha=claim.alpha / 2, "
                 "as its interval has confidence 1 - 2 alpha)"
             )
+        self._check_interval_at(result)
         if result.n != self.spec.n:
             raise ClaimError(
                 f"{name} declares n={self.spec.n} but the result used n={result.n}; a new n is a new claim"
             )
         against_null = _against_null(result)
-        if against_null and result.distribution is not None and 1 / (len(result.distribution) + 1) > self.alpha:
-            raise ClaimError(
-                f"{name}: with {len(result.distribution)} null draws no p-value can reach this claim's alpha "
-                f"{self.alpha:.3g}; draw at least {math.ceil(1 / self.alpha)}"
-            )
+        if against_null:
+            self._check_null(result)
+        p = self.spec.bound.p_value(result.interval_at, self.alpha, (result.ci_low, result.ci_high))
         verdict = self.spec.bound.verdict(result.ci_low, result.ci_high)
-        if verdict == "supported" and against_null and not result.p_value <= self.alpha:
-            verdict = "inconclusive"
-        self.result, self.verdict, self.message = result, verdict, self._explain(result)
+        if against_null:
+            p = max(p, float(result.p_value))
+            if verdict == "supported" and not p <= self.alpha:
+                verdict = "inconclusive"
+        self.result, self.verdict, self.p_value = result, verdict, p
+        self.message = self._explain(result)
         if verdict == "refuted":
             raise ClaimRefuted(f"{name} refuted: {self.message}")
         return verdict
 
+    def _check_interval_at(self, result: Any) -> None:
+        """Refuse a result without ``interval_at`` or whose ``interval_at(confidence)`` is not its interval."""
+        __tracebackhide__ = True
+        name = f"claim {self.spec.id!r}"
+        if not callable(result.interval_at):
+            raise ClaimError(
+                f"{name}: the result has no interval_at (the same method's interval at another confidence), so its "
+                "own p-value cannot be computed; build it with harness.stats (paired_bootstrap, wilson_interval, "
+                "tost, permutation_test_against_null, ...), not by hand"
+            )
+        low, high = result.interval_at(result.confidence)
+        if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in ((low, result.ci_low),
+                                                                              (high, result.ci_high))):
+            raise ClaimError(
+                f"{name}: interval_at({result.confidence:.6g}) gives [{fmt(low)}, {fmt(high)}] but the result's "
+                f"interval is [{fmt(result.ci_low)}, {fmt(result.ci_high)}]; build it with harness.stats"
+            )
+
+    def _check_null(self, result: Any) -> None:
+        """A null baseline must test the bound's direction and have enough draws to reach ``alpha``."""
+        __tracebackhide__ = True
+        name, direction = f"claim {self.spec.id!r}", self.spec.bound.direction
+        wanted = NULL_ALTERNATIVE.get(direction)
+        if wanted is None:
+            raise ClaimError(f"{name}: an equivalence claim cannot be supported by beating a null baseline; pass "
+                             "the effect's own estimate (tost or paired_bootstrap)")
+        alternative = getattr(result, "alternative", None)
+        if alternative != wanted:
+            raise ClaimError(
+                f"{name}: its {direction} bound needs the null baseline tested with alternative={wanted!r} (the "
+                f"effect beats the null that way), got {alternative!r}"
+            )
+        if result.distribution is not None and 1 / (len(result.distribution) + 1) > self.alpha:
+            raise ClaimError(
+                f"{name}: with {len(result.distribution)} null draws no p-value can reach this claim's alpha "
+                f"{self.alpha:.3g}; draw at least {math.ceil(1 / self.alpha)}"
+            )
+
     def _explain(self, result: Any) -> str:
         """The estimate explaining itself, e.g. ``mean drop = 0.04 [0.01, 0.07] (99% CI, ...); needed ...``."""
-        p = "" if result.p_value is None else f", p = {fmt(result.p_value)}"
         need_p = f" and p <= {fmt(self.alpha)} against the null" if _against_null(result) else ""
         return (
             f"{self.spec.metric} = {fmt(result.estimate)} [{fmt(result.ci_low)}, {fmt(result.ci_high)}] "
-            f"({100 * result.confidence:.4g}% CI, n={result.n} levels, {result.method}{p}); "
-            f"needed {self.spec.bound}{need_p}"
+            f"({100 * result.confidence:.4g}% CI, n={result.n} {self.spec.unit}, {result.method}, "
+            f"p = {fmt(self.p_value)}); needed {self.spec.bound}{need_p}"
         )
 
     def record(
-        self, *, test: str, checksums: Mapping[str, str], status: str | None = None, reason: str = ""
+        self, *, test: str, checksums: Mapping[str, str], status: str | None = None, reason: str = "",
+        source_sha256: str | None = None,
     ) -> ClaimRecord:
         """The claim's report row.  ``status`` (``"error"`` or ``"skipped"``, with its ``reason``) replaces the
-        verdict when the test did not complete; an unchecked claim that was not skipped is an error."""
+        verdict when the test did not complete; an unchecked claim that was not skipped is an error.
+        ``source_sha256`` identifies the claim's source (its file's content) across runs."""
         spec, result = self.spec, self.result
         if status is None and self.verdict is None:
             status, reason = "error", f"recorded no result: call claim.check(result) in {test or 'the test'}"
         row = ClaimRecord(
             id=spec.id, statement=spec.statement, sites=spec.sites, metric=spec.metric, family=spec.family,
-            seeds=spec.seeds, n=spec.n, direction=spec.bound.direction, threshold=spec.bound.threshold,
-            family_alpha=self.family_alpha, family_size=self.family_size, confidence=self.confidence,
-            verdict=status or self.verdict, message=reason or self.message, test=test, checksums=dict(checksums),
-            figures=tuple(self.figures), selected_on=spec.selected_on, selected=dict(self.selected or {}),
+            seeds=spec.seeds, n=spec.n, unit=spec.unit, direction=spec.bound.direction,
+            threshold=spec.bound.threshold, family_alpha=self.family_alpha, family_size=self.family_size,
+            confidence=self.confidence, verdict=status or self.verdict, message=reason or self.message, test=test,
+            checksums=dict(checksums), figures=tuple(self.figures), selected_on=spec.selected_on,
+            selected=dict(self.selected or {}), source_sha256=source_sha256,
         )  # fmt: skip
-        if result is None:
+        if result is None or status is not None:
             return row
         distribution = result.distribution
         return replace(
             row,
             estimate=_number(result.estimate), ci_low=_number(result.ci_low), ci_high=_number(result.ci_high),
-            method=str(result.method), p_value=_number(result.p_value), null_quantile=_number(result.null_quantile),
+            method=str(result.method), p_value=self.p_value, p_adjusted=self._bonferroni(),
+            statistic_p_value=_number(result.p_value), statistic_hypothesis=_hypothesis(result),
+            null_quantile=_number(result.null_quantile),
             histogram=None if distribution is None else Histogram.of(
                 distribution, kind="bootstrap" if result.null_quantile is None else "null"
             ),
         )  # fmt: skip
 
+    def _bonferroni(self) -> float:
+        """``min(1, m p)``, kept on the verdict's side of ``family_alpha`` where float rounding could cross it."""
+        adjusted = min(1.0, self.family_size * self.p_value)
+        if self.verdict == "supported":
+            return min(adjusted, self.family_alpha)
+        return max(adjusted, math.nextafter(self.family_alpha, 1.0))
 
-def adjust_p_values(records: Sequence[ClaimRecord]) -> tuple[ClaimRecord, ...]:
-    """Fill ``p_adjusted`` across the run: Holm within confirmatory, Benjamini-Hochberg within exploratory claims.
 
-    Only rows with a verdict and a p-value take part; the others keep ``p_adjusted=None``.
-    """
-    from harness.stats import benjamini_hochberg, holm  # scipy: imported when needed, not at every pytest start
-
-    adjusted = list(records)
-    for family, correct in zip(FAMILIES, (holm, benjamini_hochberg)):
-        members = [
-            i for i, r in enumerate(adjusted) if r.family == family and r.verdict in VERDICTS and r.p_value is not None
-        ]
-        if members:
-            for i, p in zip(members, correct([adjusted[i].p_value for i in members])):
-                adjusted[i] = replace(adjusted[i], p_adjusted=float(p))
-    return tuple(adjusted)
+def _hypothesis(result: Any) -> str | None:
+    """What the statistic's own p-value tests, e.g. ``greater than 0`` or ``greater than the null baseline``."""
+    alternative = getattr(result, "alternative", None)
+    if result.p_value is None or alternative is None:
+        return None
+    null = getattr(result, "null_value", None)
+    against = "the null baseline" if null is None else fmt(null)
+    return f"{alternative} ({against})" if alternative == "two-sided" else f"{alternative} than {against}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from harness.claims.claim import Claim
+from harness.claims.claim import CONFIRMATION, Claim
 from harness.claims.options import ClaimsOptions, add_options
 from harness.claims.session import CLAIM, ClaimRun
 from harness.errors import ClaimError, SamplingError
@@ -113,20 +113,32 @@ def saes(claims_options: ClaimsOptions, pytestconfig: pytest.Config) -> dict:
 @pytest.fixture(scope="session")
 def level_sampler(claims_options: ClaimsOptions) -> Callable:
     """``draw(seeds, n, *, where=None, mode="easy")``: ``n`` levels from the named seed range, drawn with the
-    run's ``--sampling-seed``; for module-scoped fixtures, e.g. one that selects a channel on ``"selection"``."""
-    from harness.heist import sampling
-
+    run's ``--sampling-seed``; for module- or session-scoped selection fixtures, e.g. one that selects a channel on
+    ``"selection"``.  It refuses ``"confirmation"``: selection never sees the levels a claim is confirmed on (a claim
+    draws those itself, with ``sample_levels``, after ``claim.select``)."""
     def draw(seeds: str, n: int, *, where=None, mode: str = "easy") -> list:
-        return sampling.sample_levels(seeds, n, seed=claims_options.sampling_seed, where=where, mode=mode)
+        if seeds == CONFIRMATION:
+            raise ClaimError(
+                f"level_sampler draws for selection fixtures, which never see {CONFIRMATION!r} levels; a claim draws "
+                "them in its test with sample_levels(), after claim.select(...)"
+            )
+        return _draw(claims_options, seeds, n, where=where, mode=mode)
 
     return draw
 
 
+def _draw(options: ClaimsOptions, seeds: str, n: int, *, where=None, mode: str = "easy") -> list:
+    from harness.heist import sampling
+
+    return sampling.sample_levels(seeds, n, seed=options.sampling_seed, where=where, mode=mode)
+
+
 @pytest.fixture
-def sample_levels(level_sampler: Callable, request: pytest.FixtureRequest) -> Callable:
+def sample_levels(claims_options: ClaimsOptions, request: pytest.FixtureRequest) -> Callable:
     """``sample_levels(seeds=None, n=None, *, where=None, mode="easy")``: levels drawn with the run's
-    ``--sampling-seed``; ``seeds`` and ``n`` default to the claim's declaration.  A claim that declares
-    ``selected_on`` may draw from its ``seeds`` and ``selected_on`` ranges only."""
+    ``--sampling-seed``; ``seeds`` and ``n`` default to the claim's declaration.  A claim draws from its ``seeds``
+    and ``selected_on`` ranges only, and one that declares ``selected_on`` draws its ``seeds`` (confirmation)
+    levels only after ``claim.select``, so its choice cannot see them."""
     found = request.node.stash.get(CLAIM, None)
     spec = None if found is None else found.spec
     declared = {} if spec is None else {"seeds": spec.seeds, "n": spec.n}
@@ -138,11 +150,15 @@ def sample_levels(level_sampler: Callable, request: pytest.FixtureRequest) -> Ca
             raise SamplingError(
                 f"sample_levels in {request.node.nodeid} needs seeds and n, given here or in a @pytest.mark.claim"
             )
-        if spec is not None and spec.selected_on is not None and seeds not in spec.seed_ranges:
+        if spec is not None and seeds not in spec.seed_ranges:
+            allowed = f"seeds={spec.seeds!r}" + ("" if spec.selected_on is None else
+                                                   f" and selected_on={spec.selected_on!r} ranges")
+            raise ClaimError(f"claim {spec.id!r} draws levels from {seeds!r}, but it may draw only from its {allowed}")
+        if spec is not None and spec.selected_on is not None and seeds == spec.seeds and found.selected is None:
             raise ClaimError(
-                f"claim {spec.id!r} draws levels from {seeds!r}, but it may draw only from its seeds={spec.seeds!r} "
-                f"and selected_on={spec.selected_on!r} ranges"
+                f"claim {spec.id!r} draws its {seeds!r} levels before claim.select(...); choose the unit on "
+                f"{spec.selected_on!r} first, so the choice cannot see the levels it is tested on"
             )
-        return level_sampler(seeds, n, where=where, mode=mode)
+        return _draw(claims_options, seeds, n, where=where, mode=mode)
 
     return sample

@@ -6,8 +6,9 @@ here knows about pytest or about writing files.
 
 import base64
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,14 @@ from harness.claims.png import encode_png
 from harness.errors import ClaimError
 
 __all__ = [
-    "DIRECTIONS", "STATUSES", "VERDICTS", "ClaimRecord", "Figure", "Histogram", "describe_bound",
-    "describe_selection", "fmt",
+    "DIRECTIONS", "FAMILIES", "STATUSES", "VERDICTS", "Bound", "ClaimRecord", "Figure", "Histogram",
+    "adjust_p_values", "describe_bound", "describe_selection", "fmt",
 ]  # fmt: skip
+
+FAMILIES = ("confirmatory", "exploratory")
+"""The two families of a run; each is corrected on its own (Bonferroni decides, Holm is shown beside it)."""
+P_FLOOR, P_TOP = 1e-12, 1 - 1e-9
+"""The bisection's range of ``a`` (confidences ``1 - a`` stay inside (0, 1)); a p below ``P_FLOOR`` reads as it."""
 
 VERDICTS = ("supported", "refuted", "inconclusive")
 """The three verdicts (docs/statistics.md, item 11)."""
@@ -44,6 +50,49 @@ def describe_selection(selected: Mapping[str, Any]) -> str:
         return "–"
     return "; ".join(f"{name}={value if isinstance(value, str) else json.dumps(value)}"
                      for name, value in selected.items())  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bound:
+    """A pre-registered bound: ``direction`` is ``lower``, ``upper`` or ``equivalence`` (threshold = margin)."""
+
+    direction: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return describe_bound(self.direction, self.threshold)
+
+    def verdict(self, low: float, high: float) -> str:
+        """The verdict an interval ``[low, high]`` gives on its own (before any p-value requirement)."""
+        t = self.threshold
+        supported, refuted = {
+            "lower": (low > t, high < t),
+            "upper": (high < t, low > t),
+            "equivalence": (-t < low and high < t, low > t or high < -t),
+        }[self.direction]
+        return "supported" if supported else "refuted" if refuted else "inconclusive"
+
+    def p_value(self, interval_at: Callable[[float], tuple[float, float]], alpha: float,
+                interval: tuple[float, float]) -> float:
+        """p of H0 "the bound is not met": the smallest ``a`` whose two-sided ``1 - a`` interval
+        (``interval_at(1 - a)``) is supported, by bisection on the log scale.  It lands on the side of ``alpha``
+        that ``interval`` (the one at ``1 - alpha``) gives, so ``p <= alpha`` exactly when it is supported."""
+        def supports(a: float) -> bool:
+            return self.verdict(*interval_at(1 - a)) == "supported"
+
+        if self.verdict(*interval) == "supported":
+            low, high = P_FLOOR, alpha  # ``high`` supports; ``low`` (once checked) does not
+            if supports(low):
+                return P_FLOOR
+        else:
+            low, high = alpha, 1.0
+            if not supports(P_TOP):
+                return 1.0
+            high = P_TOP
+        while high / low > 1 + 1e-6:
+            middle = math.sqrt(low * high)
+            low, high = (low, middle) if supports(middle) else (middle, high)
+        return high
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,10 +131,10 @@ class Histogram:
 class ClaimRecord:
     """One claim's row in a report: its declaration, its verdict (or status) and the numbers behind it.
 
-    ``confidence`` is ``1 - family_alpha / family_size`` (the in-test Bonferroni level); ``p_adjusted`` is the run-wide
-    Holm (confirmatory) or Benjamini-Hochberg (exploratory) p-value, filled in once all rows are in.  A claim that
-    chose its unit on other seeds names that range in ``selected_on`` and the choice in ``selected``
-    (e.g. ``{"channel": 6}``).
+    ``confidence`` is ``1 - family_alpha / family_size`` (the in-test Bonferroni level).  A claim that chose its
+    unit on other seeds names that range in ``selected_on`` and the choice in ``selected`` (e.g.
+    ``{"channel": 6}``).  A row whose declaration could not be read has verdict ``error`` and may lack its bound
+    (``direction`` and ``threshold`` None).
     """
 
     id: str
@@ -95,37 +144,56 @@ class ClaimRecord:
     family: str
     seeds: str
     n: int
-    direction: str
-    threshold: float
+    direction: str | None
+    threshold: float | None
     family_alpha: float
     family_size: int
     confidence: float
     verdict: str
     message: str
     test: str
+    unit: str = "levels"
+    """What ``n`` counts (the declaration's ``unit``): levels, pairs, episodes, latents, restarts, states, channels."""
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     method: str | None = None
     p_value: float | None = None
+    """p-value of the claim's own pre-registered hypothesis (H0: the bound is not met), by bisection over the
+    statistic's ``interval_at``; with a null baseline, the larger of that and the null's p.  Supported exactly
+    when ``p_value <= family_alpha / family_size``."""
     p_adjusted: float | None = None
+    """Bonferroni over the whole family, ``min(1, family_size * p_value)``: ``<= family_alpha`` exactly when the
+    verdict is supported (the in-test rule)."""
+    p_holm: float | None = None
+    """Holm over the whole family (claims without a p-value count as 1), filled once all rows are in; shown beside
+    ``p_adjusted``, never larger, never the verdict."""
+    statistic_p_value: float | None = None
+    """The p-value the statistic itself reported (e.g. a sign-flip test of no effect, or the null baseline's)."""
+    statistic_hypothesis: str | None = None
+    """What ``statistic_p_value`` tests, e.g. ``greater than 0`` or ``greater than the null baseline``."""
     null_quantile: float | None = None
     selected_on: str | None = None
     selected: Mapping[str, Any] = field(default_factory=dict)
     checksums: Mapping[str, str] = field(default_factory=dict)
+    source_sha256: str | None = None
+    """sha256 of the claim's source (the content of its test file), so reruns of the same claim can be found."""
+    history: tuple[Mapping[str, Any], ...] = ()
+    """Earlier runs in the same report folder of this claim id with the same ``source_sha256``, oldest first: each
+    ``{"run", "started", "sampling_seed", "verdict", "estimate"}``; ``len(history)`` is how many there were."""
     histogram: Histogram | None = None
     figures: tuple[Figure, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in STATUSES:
             raise ClaimError(f"claim {self.id!r}: verdict {self.verdict!r} is none of {STATUSES}")
-        if self.direction not in DIRECTIONS:
+        if self.direction not in DIRECTIONS and not (self.direction is None and self.verdict == "error"):
             raise ClaimError(f"claim {self.id!r}: direction {self.direction!r} is none of {tuple(DIRECTIONS)}")
 
     @property
     def needed(self) -> str:
-        """The pre-registered bound in words, e.g. ``lower bound > 0.1``."""
-        return describe_bound(self.direction, self.threshold)
+        """The pre-registered bound in words, e.g. ``lower bound > 0.1``; a dash when the declaration had none."""
+        return "–" if self.direction is None else describe_bound(self.direction, self.threshold)
 
     @property
     def interval(self) -> str:
@@ -139,7 +207,8 @@ class ClaimRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (these rows cross pytest-xdist workers as ``user_properties``)."""
-        plain = {"sites": list(self.sites), "selected": dict(self.selected), "checksums": dict(self.checksums)}
+        plain = {"sites": list(self.sites), "selected": dict(self.selected), "checksums": dict(self.checksums),
+                 "history": [dict(h) for h in self.history]}
         return {**asdict(self), **plain}
 
     @classmethod
@@ -159,5 +228,23 @@ class ClaimRecord:
                     kind=histogram["kind"], edges=tuple(histogram["edges"]), counts=tuple(histogram["counts"])
                 ),
                 "figures": tuple(Figure(**f) for f in data.get("figures", ())),
+                "history": tuple(dict(h) for h in data.get("history", ())),
             }
         )  # fmt: skip
+
+
+def adjust_p_values(records: Sequence[ClaimRecord]) -> tuple[ClaimRecord, ...]:
+    """Fill ``p_holm`` across the run: Holm within each family over all its ``family_size`` claims, a claim
+    without a p-value (errored, skipped, not run) counted as ``p = 1``.  ``p_adjusted`` (Bonferroni, the verdict's
+    own rule) is already in each row."""
+    from harness.stats import holm  # scipy: imported when needed, not at every pytest start
+
+    adjusted = list(records)
+    for family in FAMILIES:
+        members = [i for i, r in enumerate(adjusted) if r.family == family and r.p_value is not None]
+        if members:
+            size = max(adjusted[i].family_size for i in members)
+            padded = [adjusted[i].p_value for i in members] + [1.0] * max(0, size - len(members))
+            for i, p in zip(members, holm(padded)):
+                adjusted[i] = replace(adjusted[i], p_holm=float(p))
+    return tuple(adjusted)

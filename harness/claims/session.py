@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec, adjust_p_values
+from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
 from harness.claims.options import resolve_options
-from harness.claims.records import ClaimRecord
+from harness.claims.records import ClaimRecord, adjust_p_values
 from harness.claims.report import render_terminal, write_report
 from harness.claims.runs import RunReport, compare_runs, load_run
 from harness.errors import ClaimError
