@@ -153,6 +153,11 @@ def test_a_removed_key_is_read_at_the_base_levels_cells(model, levels):
     assert clean.shape == edited.shape == (len(base), 2) and not np.allclose(clean, edited)
     with pytest.raises(InterventionError, match="has no 'blue key'"):
         entity_readings(maps, removed, "blue key")
+    keyed = [lv for lv in levels if lv.keys]
+    first = [next(iter(lv.keys)) + " key" for lv in keyed]  # one entity per level
+    per_level = entity_readings(_maps(model, keyed, "conv3a", slice(None)).numpy(), keyed, first)
+    assert per_level[:, 3] == pytest.approx([entity_activation(m, lv)[e] for m, lv, e in
+                                             zip(_maps(model, keyed, "conv3a", 3).numpy(), keyed, first)])
     with pytest.raises(InterventionError, match="as many edited"):
         pair_readings(model, base, removed[:-1], site="conv3a", entity="blue key")
 

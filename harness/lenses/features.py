@@ -217,19 +217,21 @@ def entity_activation(activation_map: np.ndarray, level: HeistLevel, *, kinds: b
     return {name: float(weight @ act.ravel()) for name, weight in weights.items()}
 
 
-def entity_readings(maps: np.ndarray, levels: Sequence[HeistLevel], entity: str, *,
+def entity_readings(maps: np.ndarray, levels: Sequence[HeistLevel], entity: str | Sequence[str], *,
                     kinds: bool = False) -> np.ndarray:
-    """Every unit's mean over ``entity``'s cells of ``levels[i]``: maps ``(N, U, H, W)`` -> ``(N, U)``.
+    """Every unit's mean over ``entity``'s cells of ``levels[i]``: maps ``(N, U, H, W)`` -> ``(N, U)``;
+    ``entity`` is one name for every level or one per level (e.g. each level's first key).
 
     The masks come from ``levels``, whatever the maps were computed on, so a unit can be read where a removed key
     was.  Example: ``entity_readings(maps, levels, "blue key")[:, 17]``.
     """
     maps = np.asarray(maps, dtype=float)
-    if maps.ndim != 4 or len(maps) != len(levels):
-        raise InterventionError(f"maps must be (N, U, H, W) with one map per level; got {maps.shape} for "
-                                f"{len(levels)} levels")
+    names = [entity] * len(levels) if isinstance(entity, str) else list(entity)
+    if maps.ndim != 4 or not len(maps) == len(levels) == len(names):
+        raise InterventionError(f"maps must be (N, U, H, W) with one map (and entity) per level; got {maps.shape} "
+                                f"and {len(names)} entities for {len(levels)} levels")
     out = np.empty(maps.shape[:2])
-    for i, (level, units) in enumerate(zip(levels, maps)):
+    for i, (level, units, entity) in enumerate(zip(levels, maps, names)):
         weight = _map_weights(level, units.shape[1:], kinds).get(entity)
         if weight is None:
             raise InterventionError(f"level {level.current_level_seed} has no {entity!r} to read at; it has "
@@ -239,10 +241,10 @@ def entity_readings(maps: np.ndarray, levels: Sequence[HeistLevel], entity: str,
 
 
 def pair_readings(policy: nn.Module, base: Sequence[HeistLevel], edited: Sequence[HeistLevel], *, site: str,
-                  entity: str, channels: Sequence[int] | None = None, kinds: bool = False,
+                  entity: str | Sequence[str], channels: Sequence[int] | None = None, kinds: bool = False,
                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The units of ``site`` (``channels``, all when None) read at ``entity``'s cells of each base level, on the
-    base level and on its edited twin: two arrays ``(N, U)``.
+    """The units of ``site`` (``channels``, all when None) read at ``entity``'s cells of each base level (one
+    name, or one per pair), on the base level and on its edited twin: two arrays ``(N, U)``.
 
     The edited level may lack the entity (a removed key): both readings use the base level's mask.  Example:
     ``clean, removed = pair_readings(policy, levels, [lv.remove_key("blue") for lv in levels], site="conv3a",
