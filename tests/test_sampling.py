@@ -59,3 +59,14 @@ def test_unknown_range_names_the_valid_ones(call):
 def test_sample_size_must_be_positive(n):
     with pytest.raises(SamplingError, match="n must be"):
         sample_levels("selection", n, seed=0)
+
+
+@pytest.mark.parametrize("n, seed, needle", [(100_001, 0, r"n must be in 1..100000 for range confirmation"),
+                                             (4, -5, "non-negative integer, got -5"),
+                                             (4, 1.5, "seed must be an integer, got 1.5"),
+                                             (2.0, 0, "n must be an integer")])
+def test_requests_the_range_cannot_give_are_refused_before_any_level_is_generated(n, seed, needle, monkeypatch):
+    import harness.heist.engine as engine
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: pytest.fail("generated levels before refusing"))
+    with pytest.raises(SamplingError, match=needle):
+        sample_levels("confirmation", n, seed=seed)

@@ -60,10 +60,21 @@ def seed_range(name: str) -> SeedRange:
 def draw_seeds(seeds: str, n: int, *, seed: int) -> np.ndarray:
     """``n`` distinct engine seeds from the named range, in a reproducible order."""
     r = seed_range(seeds)
-    if not 0 < n <= r.stop - r.start:
-        raise SamplingError(f"n must be in 1..{r.stop - r.start} for range {r}, got {n}")
+    _check_request(r, n, seed)
     rng = np.random.default_rng([seed, r.start])
     return r.start + rng.choice(r.stop - r.start, size=n, replace=False)
+
+
+def _check_request(r: SeedRange, n: int, seed: int) -> None:
+    """Refuse a sample the range cannot give, before any level is generated."""
+    for name, value in (("n", n), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise SamplingError(f"{name} must be an integer, got {value!r}")
+    if seed < 0:
+        raise SamplingError(f"the sampling seed must be a non-negative integer, got {seed}")
+    if not 0 < n <= r.stop - r.start:
+        raise SamplingError(f"n must be in 1..{r.stop - r.start} for range {r} (it has {r.stop - r.start} seeds), "
+                            f"got {n}")
 
 
 Predicate = Callable[[HeistLevel], bool]
@@ -79,10 +90,9 @@ def sample_levels(seeds: str, n: int, *, seed: int, where: Predicate | None = No
     """
     from harness.heist.engine import generate  # the engine is imported only when levels are really needed
 
-    if n <= 0:
-        raise SamplingError(f"n must be positive, got {n}")
-    budget = max_draws if max_draws is not None else 50 * n
     span = seed_range(seeds)
+    _check_request(span, n, seed)
+    budget = max_draws if max_draws is not None else 50 * n
     drawn = draw_seeds(seeds, min(budget, span.stop - span.start), seed=seed)
     kept: list[HeistLevel] = []
     for start in range(0, len(drawn), 256):

@@ -30,6 +30,7 @@ from harness.policy.rollouts import Rollouts, oracle_chooser, play, random_choos
 from harness.policy.runner import run
 from harness.heist.sampling import SEED_RANGES, sample_levels, seed_range
 from harness.stats import Estimate, wilson_interval
+from harness.training.flags import at_least, check_writable
 
 DISTANCE_BANDS = ((1, 2), (3, 6), (7, None))
 """Bands of the agent's path distance to its current target, in cells (None: no upper end), for
@@ -160,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     players.add_argument("--policy", type=Path, help="evaluate this agent beside the baselines")
     players.add_argument("--compare", type=Path, nargs="+", metavar="POLICY",
                          help="play each of these agents (sampled actions) on the same levels, to choose between them")
-    parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the level draw (and of the rollouts)")
-    parser.add_argument("--rollout-seed", type=int, help="seed of the sampled actions with --compare (default --seed)")
+    parser.add_argument("--n", type=at_least(1), default=500)
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the level draw (and of the rollouts)")
+    parser.add_argument("--rollout-seed", type=at_least(0), help="seed of the sampled actions with --compare (default --seed)")
     parser.add_argument("--mode", default="easy", choices=("easy", "hard"))
     parser.add_argument("--range", default="confirmation", choices=sorted(SEED_RANGES),
                         help="the seed range the levels are drawn from")
@@ -171,13 +172,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.rollout_seed is not None and not args.compare:
         parser.error("--rollout-seed goes with --compare; a full evaluation seeds its rollouts with --seed")
     try:
+        if args.json:
+            check_writable(args.json, "--json")
         if args.compare:
             rollout_seed = args.seed if args.rollout_seed is None else args.rollout_seed
             figures = compare(args.compare, n=args.n, seed=args.seed, rollout_seed=rollout_seed, mode=args.mode,
                               seeds=args.range)
         else:
             figures = evaluate(args.policy, n=args.n, seed=args.seed, mode=args.mode, seeds=args.range)
-    except HarnessError as exc:  # a bad path or n: say what is wrong, not a traceback
+    except HarnessError as exc:  # a bad path, seed or n: say what is wrong, not a traceback
         parser.error(str(exc))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

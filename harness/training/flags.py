@@ -1,5 +1,6 @@
 """Command lines built from config dataclasses: one ``--flag`` per field, so that every setting of a run can be
-given on the command line that its card records."""
+given on the command line that its card records; and the checks every command makes before any work (where its
+outputs go)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness.errors import TrainingInputError
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -48,3 +53,32 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *,
 def config_from_args(cls: type, args: Mapping[str, object]):
     """An instance of the dataclass ``cls`` from parsed flags named after its fields (lists become tuples)."""
     return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in args.items()})
+
+
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Refuse an output location before any work, not after it: ``path`` must not be a folder, its folder must
+    exist and be writable (and the file, if it exists).  ``what`` names the option, e.g. ``"--out"``."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        problem = "is a folder; give a file name inside it"
+    elif not folder.is_dir():
+        problem = f"is in {folder}, which is not an existing folder; create it first"
+    elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "cannot be written (no permission)"
+    else:
+        return
+    raise TrainingInputError(f"{what} {path} {problem}")
+
+
+def at_least(minimum: int):
+    """An argparse ``type`` for integers >= ``minimum``, so that ``--seed -1`` is a usage error, not a traceback
+    from deep inside numpy after the work has started."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its message
+    return parse

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.errors import CheckpointError, ImitationConfigError
+from harness.errors import CheckpointError, ImitationConfigError, TrainingInputError
 from harness.heist.engine import EnginePool
 from harness.heist.levels import COLOURS, HeistLevel
 from harness.heist.oracle import NO_STEP, ON_TARGET, STEP_CLASSES, current_target, first_steps, oracle_action
@@ -37,7 +37,7 @@ from harness.heist.procgen_env import MODES
 from harness.heist.sampling import SEED_RANGES, draw_seeds
 from harness.policy.models import CustomCNN, load_policy, orthogonal_init, preprocess
 from harness.training import progress
-from harness.training.flags import add_config_flags, config_from_args
+from harness.training.flags import add_config_flags, check_writable, config_from_args
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     try:
+        check_writable(out, "--out")
         train(config_from_args(ImitationConfig, args), out)
-    except (ImitationConfigError, CheckpointError) as exc:  # raised before any training: a usage error
+    except (ImitationConfigError, CheckpointError, TrainingInputError) as exc:  # before any training: a usage error
         parser.error(str(exc))
     progress.log(f"done: {out}, log {log_path(out)}")
 

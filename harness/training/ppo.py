@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from harness.errors import CheckpointError, PPOConfigError
+from harness.errors import CheckpointError, PPOConfigError, TrainingInputError
 from harness.heist.procgen_env import MODES, make_env
 from harness.heist.sampling import seed_range
 from harness.policy.models import ARCHITECTURES, checkpoint_sha256, load_policy, preprocess
 from harness.training import progress
-from harness.training.flags import add_config_flags, config_from_args
+from harness.training.flags import add_config_flags, check_writable, config_from_args
 from harness.training.ppo_pieces import EpisodeTracker, RewardNormalizer, compute_gae, ppo_loss
 
 __all__ = ["PPOConfig", "log_path", "main", "train"]
@@ -329,11 +329,14 @@ def main(argv: list[str] | None = None) -> None:
                      choices={"architecture": sorted(ARCHITECTURES), "distribution_mode": list(MODES)})
     args = vars(parser.parse_args(argv))
     out, threads = args.pop("out"), args.pop("threads")
+    if threads is not None and threads < 1:
+        parser.error(f"--threads must be at least 1, got {threads}")
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        check_writable(out, "--out")
         log = train(config_from_args(PPOConfig, args), out)
-    except (PPOConfigError, CheckpointError) as exc:  # raised before any training: a usage error
+    except (PPOConfigError, CheckpointError, TrainingInputError) as exc:  # before any training: a usage error
         parser.error(str(exc))
     final = log["final"]
     progress.log(f"done: {out}, log {log_path(out)}; {log['steps_done']:,} steps at {final['steps_per_s']:,.0f} "

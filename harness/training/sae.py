@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,8 +33,10 @@ from harness.errors import HarnessError, SAEError
 from harness.heist.sampling import sample_levels
 from harness.lenses.sae import (SAE, ConvSAEConfig, TopKSAEConfig, build_sae, l0, load_sae, save_sae,
                                 training_record)
-from harness.policy.models import checkpoint_sha256, load_policy
+from harness.policy.models import FRAME_SHAPE, checkpoint_sha256, load_policy
+from harness.policy.runner import run
 from harness.training import progress
+from harness.training.flags import at_least, check_writable
 from harness.training.sae_card import evaluate_sae
 from harness.training.sae_data import collect_frames, normalising_scale, site_positions
 
@@ -169,15 +172,18 @@ _PROG = "python -m harness.training.sae"
 
 def _train(args: argparse.Namespace, command: str) -> None:
     torch.manual_seed(args.seed)
+    check_writable(args.out, "--out")
     policy = load_policy(args.policy)
+    # every setting is checked before frames are collected: the site on one blank frame, the configs with scale 1
+    channels = run(policy, np.zeros((1, *FRAME_SHAPE), np.uint8), cache=[args.site]).activations[args.site].shape[1]
+    common = {"site": args.site, "channels": channels, "expansion": args.expansion, "scale": 1.0}
+    config = TopKSAEConfig(k=args.topk, **common) if args.topk is not None else ConvSAEConfig(l1=args.l1, **common)
+    training = SAETrainingConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 resample_every=args.resample_every or None)
     frames = collect_frames(policy, "training", args.frames, seed=args.seed, mode=args.mode, played=args.played,
                             max_steps=args.max_episode_steps)
     acts = site_positions(policy, frames, site=args.site, per_frame=args.positions_per_frame, seed=args.seed)
-    common = {"site": args.site, "channels": acts.shape[1], "expansion": args.expansion,
-              "scale": normalising_scale(acts)}
-    config = TopKSAEConfig(k=args.topk, **common) if args.topk else ConvSAEConfig(l1=args.l1, **common)
-    training = SAETrainingConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 resample_every=args.resample_every or None)
+    config = dataclasses.replace(config, scale=normalising_scale(acts))
     progress.log(f"training a {config.architecture} SAE on {len(acts):,} positions of {args.site} "
                  f"({config.sparsity()}, {config.latents} latents, input scale {config.scale:.4g})")
     result = train_sae(build_sae(config), acts, training=training)
@@ -194,6 +200,7 @@ def _train(args: argparse.Namespace, command: str) -> None:
 
 def _card(args: argparse.Namespace, command: str) -> None:
     torch.manual_seed(args.seed)
+    check_writable(args.out or Path(args.sae).parent / "card.md", "--out")
     policy = load_policy(args.policy)
     sae = load_sae(args.sae, site=args.site)
     frames = collect_frames(policy, "selection", args.frames, seed=args.seed, mode=args.mode, played=0.5,
@@ -230,28 +237,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     train.add_argument("--policy", type=Path, required=True)
     train.add_argument("--site", required=True, help="a conv site of the policy, e.g. conv3a")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--expansion", type=int, default=4, help="latents per channel")
+    train.add_argument("--expansion", type=at_least(1), default=4, help="latents per channel")
     sparsity = train.add_mutually_exclusive_group()
     sparsity.add_argument("--l1", type=float, default=ConvSAEConfig.l1, help="L1 coefficient (ConvSAE)")
-    sparsity.add_argument("--topk", type=int, help="train a TopK SAE passing this many latents per position")
-    train.add_argument("--frames", type=int, default=20_000)
+    sparsity.add_argument("--topk", type=at_least(1), help="train a TopK SAE passing this many latents per position")
+    train.add_argument("--frames", type=at_least(1), default=20_000)
     train.add_argument("--played", type=float, default=0.5, help="share of frames from the agent's own episodes")
-    train.add_argument("--max-episode-steps", type=int, default=250)
-    train.add_argument("--positions-per-frame", type=int, default=64)
-    train.add_argument("--steps", type=int, default=SAETrainingConfig.steps)
-    train.add_argument("--batch-size", type=int, default=SAETrainingConfig.batch_size)
+    train.add_argument("--max-episode-steps", type=at_least(1), default=250)
+    train.add_argument("--positions-per-frame", type=at_least(1), default=64)
+    train.add_argument("--steps", type=at_least(1), default=SAETrainingConfig.steps)
+    train.add_argument("--batch-size", type=at_least(1), default=SAETrainingConfig.batch_size)
     train.add_argument("--lr", type=float, default=SAETrainingConfig.lr)
-    train.add_argument("--resample-every", type=int, default=SAETrainingConfig.resample_every, help="0: never")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resample-every", type=at_least(0), default=SAETrainingConfig.resample_every, help="0: never")
+    train.add_argument("--seed", type=at_least(0), default=0)
     train.add_argument("--mode", default="easy", choices=("easy", "hard"))
     card = commands.add_parser("card", help="evaluate an SAE and write its Markdown card")
     card.add_argument("--policy", type=Path, required=True)
     card.add_argument("--sae", type=Path, required=True)
     card.add_argument("--site", help="needed only for checkpoints that do not record their site")
-    card.add_argument("--frames", type=int, default=1024, help="evaluation frames")
-    card.add_argument("--levels", type=int, default=100, help="levels played per replacement")
-    card.add_argument("--max-steps", type=int, default=1000, help="episode cut (the engine's own is 1000)")
-    card.add_argument("--seed", type=int, default=0)
+    card.add_argument("--frames", type=at_least(1), default=1024, help="evaluation frames")
+    card.add_argument("--levels", type=at_least(1), default=100, help="levels played per replacement")
+    card.add_argument("--max-steps", type=at_least(1), default=1000, help="episode cut (the engine's own is 1000)")
+    card.add_argument("--seed", type=at_least(0), default=0)
     card.add_argument("--mode", default="easy", choices=("easy", "hard"))
     card.add_argument("--out", type=Path, help="Markdown path; default: card.md in the SAE's folder")
     args = parser.parse_args(argv)
