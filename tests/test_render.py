@@ -196,3 +196,9 @@ def test_a_finished_episode_is_not_continued_on_the_regenerated_level():
 def test_the_render_worker_renders_observations_only():
     with pytest.raises(EngineError, match="64x64 observations only"):
         EnginePool(mode="easy", size=4, hires=True, render_worker=True)
+
+
+@pytest.mark.parametrize("seeds", [[1.7], [3, 2.0], [True]])
+def test_generate_never_rounds_a_seed(seeds):
+    with pytest.raises(EngineError, match="level seeds must be integers"):
+        generate(seeds)

@@ -177,3 +177,13 @@ def test_an_intervention_that_injects_nan_is_named(frames):
 def test_intervention_data_must_be_finite():
     with pytest.raises(InterventionError, match="source holds NaN or infinite values"):
         Patch(site="conv4a", source=torch.full((5, 32, 8, 8), float("nan")))
+
+
+@pytest.mark.parametrize("kwargs", [{"channels": (1.7,)}, {"channels": (True,)}, {"positions": ((1, 2.5),)}])
+def test_site_indices_are_never_rounded(kwargs):
+    with pytest.raises(InterventionError, match="must be integer indices"):
+        Site("conv3a", **kwargs)
+
+
+def test_site_accepts_numpy_integers():
+    assert Site("conv3a", channels=np.array([3, 1])).channels == (3, 1)

@@ -123,6 +123,9 @@ class EnginePool:
 
     def generate(self, seeds: Sequence[int]) -> list[HeistLevel]:
         """The freshly generated level of each seed, as a new episode would start on it."""
+        bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | np.integer)]
+        if bad:
+            raise EngineError(f"level seeds must be integers, got {bad[:3]} (a float is never rounded to a seed)")
         seeds = [int(s) for s in seeds]
         if any(not 0 <= s < 2**31 - 1 for s in seeds):
             raise EngineError("level seeds must lie in 0 .. 2**31 - 2")

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -64,20 +65,28 @@ class Site:
             if isinstance(getattr(self, field), int | str):
                 raise InterventionError(f"Site {self.name!r}: {field} must be a sequence, e.g. {field}={example}")
         if self.channels is not None:
-            channels = tuple(int(c) for c in self.channels)
+            channels = tuple(_index(self.name, "channels", c) for c in self.channels)
             if not channels or min(channels) < 0 or len(set(channels)) != len(channels):
                 raise InterventionError(
                     f"Site {self.name!r}: channels must be distinct non-negative indices, got {self.channels!r}"
                 )
             object.__setattr__(self, "channels", channels)
         if self.positions is not None:
-            positions = tuple((int(r), int(c)) for r, c in self.positions)
+            positions = tuple((_index(self.name, "positions", r), _index(self.name, "positions", c))
+                              for r, c in self.positions)
             if not positions or min(min(p) for p in positions) < 0 or len(set(positions)) != len(positions):
                 raise InterventionError(
                     f"Site {self.name!r}: positions must be distinct (row, col) pairs >= 0, got {self.positions!r}"
                 )
             object.__setattr__(self, "positions", positions)
 
+
+
+def _index(site: str, field: str, value: object) -> int:
+    """An index as given, never rounded: 1.7 is refused rather than silently read as 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InterventionError(f"Site {site!r}: {field} must be integer indices, got {value!r}")
+    return int(value)
 
 def site_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every site of ``model``: its declared ``SITES`` plus any :class:`HookPoint` under it."""
