@@ -121,7 +121,7 @@ def studentized_bounds(theta: np.ndarray, se: np.ndarray, ordered_t: np.ndarray,
     resample without spread gives an infinite bound).  Widened to contain ``theta``."""
     count = ordered_t.shape[-1]
     tail = tail_of(confidence)
-    inner = np.clip(np.floor(tail * (count + 1)).astype(int) - 1, 0, count - 1)
+    inner = np.clip(np.floor(tail * (count + 1) + 1e-9).astype(int) - 1, 0, count - 1)  # 1e-9: (1 - 0.9) / 2 < 0.05
     t_low, t_high = ordered_t[..., inner], ordered_t[..., count - 1 - inner]
     with np.errstate(invalid="ignore"):
         low, high = theta - t_high * se, theta - t_low * se

@@ -227,9 +227,11 @@ def permutation_test_against_null(
         null = null[list(first.values())]
     if level is not None:
         level = check_unit(level, "level", example="0.05 / 8")
-        smallest = 1 / (null.size + 1) if alternative != "two-sided" else 2 / (null.size + 1)
+        sides = 2 if alternative == "two-sided" else 1
+        smallest = sides / (null.size + 1)
         if smallest > level:
-            needed = math.ceil((1 if alternative != "two-sided" else 2) / level) - 1
+            needed = math.ceil(sides / level) - 1
+            needed += sides / (needed + 1) > level  # rounding of sides / level
             raise StatisticsError(
                 f"a null of {null.size} distinct units gives p >= {smallest:.3g} and can never reach the level "
                 f"{level:.3g}; draw at least {needed} distinct null units")
