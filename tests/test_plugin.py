@@ -119,7 +119,7 @@ def test_verdicts_become_outcomes_and_statuses(claims):
     result.stdout.fnmatch_lines(["*claims: run r1*", "claim*verdict*", "H-inc*INCONCLUSIVE*", "H-ref*REFUTED*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
-    verbose = run(claims, "-v", "--claims-run", "r1")
+    verbose = run(claims, "-v", "--claims-run", "r1", "--claims-overwrite")
     verbose.stdout.fnmatch_lines(
         ["*::test_supported SUPPORTED*", "*::test_refuted REFUTED*", "*::test_inconclusive INCONCLUSIVE*"]
     )
@@ -195,7 +195,8 @@ def test_declaration_errors_are_clear(claims):
         import pytest
         from conftest import declare
 
-        @pytest.mark.claim(id="H-nostatement", sites="conv3a", metric="m", seeds="confirm", n=8, lower_bound_above=0)
+        @pytest.mark.claim(id="H-nostatement", sites="conv3a", metric="m", seeds="confirmation", n=8,
+                           lower_bound_above=0)
         def test_missing_statement(claim):
             pass
 
@@ -229,8 +230,18 @@ def test_declaration_errors_are_clear(claims):
             "*ClaimError: *test_fixture_without_marker uses the claim fixture but declares no @pytest.mark.claim*",
         ]
     )
-    (row,) = saved(claims, next((claims.path / "reports").iterdir()).name)["claims"]
-    assert (row["id"], row["family_size"]) == ("H-fine", 1)  # bad declarations are not counted in a family
+    rows = saved(claims, next((claims.path / "reports").iterdir()).name)["claims"]
+    # issue 19 item 10: every collected claim has a row; a bad declaration is an error row that counts in its family
+    assert sorted((r["id"], r["verdict"]) for r in rows) == [
+        ("H-family", "error"), ("H-fine", "supported"), ("H-nostatement", "error"), ("H-twice", "error"),
+        ("H-twice", "error"),
+    ]  # fmt: skip
+    assert {r["family_size"] for r in rows} == {5}
+    messages = {r["test"].split("::")[1]: r["message"] for r in rows}
+    assert messages["test_missing_statement"].startswith("ClaimError: claim 'H-nostatement': missing statement")
+    assert "declared by 2 tests" in messages["test_first"]
+    nostatement = next(r for r in rows if r["id"] == "H-nostatement")
+    assert (nostatement["direction"], nostatement["threshold"], nostatement["n"]) == ("lower", 0.0, 8)
 
 
 def test_family_size_follows_selection_and_parameters(claims):
@@ -401,3 +412,32 @@ def test_xdist_workers_rows_are_merged(claims):
     assert data["run"]["checksums"] == {"policy": "sha256:feed"}
     assert data["run"]["metadata"] == {"seed_ranges": {"confirm": [10000, 10999]}}
     assert all(r["checksums"] == {"policy": "sha256:feed"} for r in data["claims"])
+
+
+@pytest.mark.usefixtures("subprocess_env")
+def test_under_xdist_a_crashed_worker_and_a_bad_declaration_still_give_rows(claims):
+    """Issue 19 item 10: a claim whose worker died and one whose declaration is malformed each get an error row."""
+    pytest.importorskip("xdist")
+    claims.makepyfile(
+        test_one=THREE_VERDICTS,
+        test_two="""
+        import os
+        import pytest
+        from conftest import declare
+
+        @declare("H-crash")
+        def test_crash(claim):
+            os._exit(3)
+
+        @pytest.mark.claim(id="H-bad", statement="s", sites="conv3a", metric="m", seeds="confirmation", n=8)
+        def test_bad(claim):
+            pass
+        """,
+    )
+    result = claims.runpytest_subprocess(*PLUGIN, *QUIET, "-n", "2", "--claims-run", "r1")
+    result.stdout.fnmatch_lines(["*claims: run r1*"])
+    rows = {r["id"]: r for r in saved(claims)["claims"]}
+    assert sorted(rows) == ["H-bad", "H-crash", "H-inc", "H-ref", "H-sup"]
+    assert rows["H-crash"]["verdict"] == "error" and "crashed while running" in rows["H-crash"]["message"]
+    assert rows["H-bad"]["verdict"] == "error" and "declare exactly one bound" in rows["H-bad"]["message"]
+    assert rows["H-sup"]["verdict"] == "supported" and rows["H-sup"]["family_size"] == 4

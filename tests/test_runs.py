@@ -1,5 +1,6 @@
 """Saved runs read back as DataFrames: one run (``read_run``) and several side by side (``runs_table``)."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -91,3 +92,99 @@ def test_importing_the_claims_package_stays_light():
             "print(sorted(m for m in ('pytest', 'torch', 'pandas') if m in sys.modules))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# Runs through the plugin (pytester): every run kept, its history, partial families, heavy claims, option checks.
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def claims(pytester: pytest.Pytester) -> pytest.Pytester:
+    from test_plugin import CONFTEST, THREE_VERDICTS
+
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_verdicts=THREE_VERDICTS)
+    return pytester
+
+
+def run_claims(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    from test_plugin import run
+
+    return run(pytester, *args)
+
+
+def rows_of(pytester: pytest.Pytester, name: str) -> dict:
+    return {r["id"]: r for r in json.loads((pytester.path / "reports" / name / "claims.json").read_text())["claims"]}
+
+
+def test_a_run_name_is_never_reused_silently(claims):
+    """Issue 19 item 8: reusing --claims-run is refused unless --claims-overwrite; unnamed runs in the same
+    second get distinct folders."""
+    assert run_claims(claims, "--claims-run", "r1").ret == pytest.ExitCode.TESTS_FAILED
+    again = run_claims(claims, "--claims-run", "r1")
+    assert again.ret == pytest.ExitCode.USAGE_ERROR
+    again.stderr.fnmatch_lines(["*--claims-run r1: a run of that name is saved in*--claims-overwrite*"])
+    assert run_claims(claims, "--claims-run", "r1", "--claims-overwrite").ret == pytest.ExitCode.TESTS_FAILED
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    taken = {(now + timedelta(seconds=s)).strftime("%Y%m%d-%H%M%S") for s in range(30)}
+    for name in taken:  # every name this run could take in the next 30 s is held by another run
+        (claims.path / "reports" / name).mkdir(parents=True)
+    run_claims(claims)
+    mine = [p.name for p in (claims.path / "reports").iterdir() if (p / "claims.json").is_file()]
+    assert len(mine) == 2 and any(name.endswith("-2") and name[:-2] in taken for name in mine)
+
+
+def test_each_row_carries_its_source_hash_and_the_earlier_runs_of_that_source(claims):
+    """Issue 19 items 8 and 9: reruns leave a trace in every later run's rows, matched by the claim file's hash."""
+    digest = hashlib.sha256((claims.path / "test_verdicts.py").read_bytes()).hexdigest()
+    run_claims(claims, "--claims-run", "r1", "--sampling-seed", "1")
+    first = rows_of(claims, "r1")
+    assert first["H-sup"]["source_sha256"] == digest and first["H-sup"]["history"] == []
+    run_claims(claims, "--claims-run", "r2", "--sampling-seed", "2")
+    (earlier,) = rows_of(claims, "r2")["H-ref"]["history"]
+    assert (earlier["run"], earlier["verdict"], earlier["sampling_seed"]) == ("r1", "refuted", 1)
+    claims.makepyfile(test_verdicts=(claims.path / "test_verdicts.py").read_text() + "\n# edited\n")
+    run_claims(claims, "--claims-run", "r3")
+    assert rows_of(claims, "r3")["H-ref"]["history"] == []  # another source is another claim
+    run_claims(claims, "--claims-run", "r4")
+    assert [h["run"] for h in rows_of(claims, "r4")["H-sup"]["history"]] == ["r3"]
+
+
+def test_a_partial_family_and_heavy_claims_are_flagged(claims):
+    """Issue 19 item 8 (partial family) and issue 21 E (heavy claims deselected unless asked for)."""
+    claims.makepyfile(test_heavy="""
+        import pytest
+        from conftest import declare
+
+        @pytest.mark.heavy
+        @declare("H-heavy")
+        def test_heavy(claim, interval):
+            claim.check(interval(0.2, 0.3))
+    """)
+    run_claims(claims, "--claims-run", "r1", "-k", "not refuted")
+    data = json.loads((claims.path / "reports" / "r1" / "claims.json").read_text())
+    assert sorted(r["id"] for r in data["claims"]) == ["H-inc", "H-sup"]
+    assert data["run"]["partial_family"] is True
+    assert data["run"]["deselected_claims"] == ["test_verdicts.py::test_refuted"]
+    assert data["run"]["heavy_claims_not_run"] == ["test_heavy.py::test_heavy"]
+    assert rows_of(claims, "r1")["H-sup"]["family_size"] == 1
+    run_claims(claims, "--claims-run", "r2", "--claims-heavy")
+    data = json.loads((claims.path / "reports" / "r2" / "claims.json").read_text())
+    assert "H-heavy" in rows_of(claims, "r2") and data["run"]["partial_family"] is False
+    run_claims(claims, "--claims-run", "r3", "-m", "heavy")
+    assert list(rows_of(claims, "r3")) == ["H-heavy"]
+
+
+def test_a_negative_sampling_seed_and_an_unknown_sae_site_are_refused_at_start(claims):
+    """Issue 19 items 15 and 16: usage errors before any claim runs, naming what is valid."""
+    negative = run_claims(claims, "--sampling-seed", "-5")
+    assert negative.ret == pytest.ExitCode.USAGE_ERROR
+    negative.stderr.fnmatch_lines(["*--sampling-seed must be a non-negative int, got -5*"])
+    policy = Path(harness.__file__).resolve().parent.parent / "fixtures" / "agents" / "customcnn_bc" / "policy.pt"
+    unknown = run_claims(claims, f"--policy={policy}", "--sae", f"conv9z={policy}")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*--sae conv9z=...: the policy policy.pt has no site 'conv9z'; valid sites:*conv3a*"])
+    assert not (claims.path / "reports").exists()

@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.claims.records import FAMILIES, Bound, ClaimRecord, Figure, Histogram, fmt
+from harness.claims.records import BOUND_KEYWORDS, FAMILIES, Bound, ClaimRecord, Figure, Histogram, fmt
 from harness.errors import ClaimError
 
 __all__ = ["Claim", "ClaimRefuted", "ClaimSpec"]
@@ -82,8 +82,6 @@ UNITS = ("levels", "pairs", "episodes", "latents", "restarts", "states", "channe
 """What a claim's ``n`` may count (``unit=``, default ``"levels"``)."""
 NULL_ALTERNATIVE = {"lower": "greater", "upper": "less"}
 """The alternative a null-baseline test must have to back a bound of each direction."""
-BOUND_KEYWORDS = {"lower_bound_above": "lower", "upper_bound_below": "upper", "equivalent_within": "equivalence"}
-"""Declaration keyword -> bound direction; a claim declares exactly one."""
 RESULT_ATTRIBUTES = (
     "estimate", "ci_low", "ci_high", "confidence", "n", "method", "p_value", "distribution", "null_quantile",
     "interval_at",

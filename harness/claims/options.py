@@ -7,17 +7,19 @@ command-line paths are relative to the invocation directory.  A ``--sae`` replac
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
+from harness.errors import ClaimError
+
 MIN_ALPHA, MAX_ALPHA = 1e-6, 0.2
 """The family-wise alpha a run may use (docs/statistics.md): above 0.2 a "supported" verdict means little; below
 1e-6 the intervals are wider than any sample of levels can narrow."""
 
-__all__ = ["ClaimsOptions", "add_options", "resolve_options"]
+__all__ = ["ClaimsOptions", "add_options", "reserve_run_dir", "resolve_options"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +42,13 @@ class ClaimsOptions:
     """Inconclusive claims fail too (``--claims-strict``), for gating a model in CI."""
     compare: Path | None
     """``claims.json`` of the saved run to compare with (``--claims-compare``)."""
+    named: bool = False
+    """The run was named with ``--claims-run`` (else its name is the start time, suffixed ``-2``, ``-3`` ... when
+    another run took that second)."""
+    overwrite: bool = False
+    """An existing run of the same name may be overwritten (``--claims-overwrite``); otherwise it is refused."""
+    heavy: bool = False
+    """Claims marked ``heavy`` run too (``--claims-heavy``, or a ``-m`` expression naming ``heavy``)."""
 
     @property
     def run_dir(self) -> Path:
@@ -53,6 +62,10 @@ def add_options(parser: pytest.Parser) -> None:
         "--claims-report-dir", metavar="DIR", help="write runs under DIR/<run>/ (default: <rootdir>/reports)"
     )
     group.addoption("--claims-run", metavar="NAME", help="name of this run (default: UTC start time)")
+    group.addoption(
+        "--claims-overwrite", action="store_true", help="let --claims-run NAME replace a saved run of that name"
+    )
+    group.addoption("--claims-heavy", action="store_true", help="run the claims marked heavy too")
     group.addoption(
         "--policy", metavar="PATH", help="policy checkpoint the claims are about (default: the ini's heist_policy)"
     )
@@ -102,18 +115,69 @@ def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
     report_dir = config.getoption("claims_report_dir")
     report_dir = config.rootpath / "reports" if report_dir is None else here / report_dir
     _check_writable(report_dir / run_name)
+    named, overwrite = config.getoption("claims_run") is not None, config.getoption("claims_overwrite")
+    controller = not hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
+    taken = (report_dir / run_name).is_dir() and any((report_dir / run_name).iterdir())
+    if controller and named and not overwrite and taken:
+        raise pytest.UsageError(
+            f"--claims-run {run_name}: a run of that name is saved in {report_dir}; every run is kept, so choose "
+            "another name, or pass --claims-overwrite to replace it"
+        )
+    seed = config.getoption("sampling_seed")
+    if seed < 0:
+        raise pytest.UsageError(f"--sampling-seed must be a non-negative int, got {seed}")
     policy, ini_policy = config.getoption("policy"), config.getini("heist_policy")
+    policy = here / policy if policy is not None else ini_dir / ini_policy if ini_policy else None
+    if controller and config.getoption("sae") and policy is not None and policy.is_file():
+        _check_sae_sites(policy, [entry.partition("=")[0] for entry in config.getoption("sae")])
     compare = config.getoption("claims_compare")
     return ClaimsOptions(
         report_dir=report_dir,
         run=run_name,
-        policy=here / policy if policy is not None else ini_dir / ini_policy if ini_policy else None,
+        policy=policy,
         saes=MappingProxyType(saes),
-        sampling_seed=config.getoption("sampling_seed"),
+        sampling_seed=seed,
         alpha=alpha,
         strict=config.getoption("claims_strict"),
         compare=None if compare is None else _resolve_compare(compare, here, report_dir, run_name),
+        named=named,
+        overwrite=overwrite,
+        heavy=config.getoption("claims_heavy") or "heavy" in (config.getoption("markexpr") or ""),
     )
+
+
+def reserve_run_dir(options: ClaimsOptions) -> ClaimsOptions:
+    """Create the run's folder, so no other run can write there: a named run takes its name (checked free at the
+    start unless ``--claims-overwrite``), an unnamed one its start time, or that time suffixed ``-2``, ``-3``, ...
+    when another run started in the same second.  Returns the options with the name taken."""
+    options.report_dir.mkdir(parents=True, exist_ok=True)
+    if options.named:
+        options.run_dir.mkdir(exist_ok=True)
+        return options
+    for suffix in ("", *(f"-{i}" for i in range(2, 1000))):
+        try:
+            (options.report_dir / f"{options.run}{suffix}").mkdir()
+        except FileExistsError:
+            continue
+        return replace(options, run=f"{options.run}{suffix}")
+    raise ClaimError(f"999 runs named {options.run}-* already exist under {options.report_dir}; name this run")
+
+
+def _check_sae_sites(policy: Path, sites: list[str]) -> None:
+    """Refuse, before any claim runs, a ``--sae SITE=PATH`` whose site the policy does not have (this loads the
+    policy, so only when ``--sae`` is given; a policy that does not load is left for its fixture to report)."""
+    from harness.errors import HarnessError
+    from harness.policy.models import load_policy
+    from harness.policy.sites import site_modules
+
+    try:
+        valid = list(site_modules(load_policy(policy)))
+    except HarnessError:
+        return
+    unknown = [site for site in sites if site not in valid]
+    if unknown:
+        raise pytest.UsageError(f"--sae {unknown[0]}=...: the policy {policy.name} has no site {unknown[0]!r}; "
+                                f"valid sites: {', '.join(valid)}")
 
 
 def _check_writable(run_dir: Path) -> None:

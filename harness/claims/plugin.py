@@ -42,7 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "claim(id, statement, sites, metric, seeds, n, lower_bound_above|upper_bound_below|equivalent_within, "
-        "family='confirmatory', selected_on=None): declare the claim this test checks (see harness.claims.claim)",
+        "family='confirmatory', selected_on=None, unit='levels'): declare the claim this test checks (see "
+        "harness.claims.claim)",
+    )
+    config.addinivalue_line(
+        "markers", "heavy: a claim too slow for the default run (over ~30 s); deselected unless --claims-heavy or -m "
+        "heavy",
     )
     run = ClaimRun(config)
     config.stash[RUN] = run

@@ -31,6 +31,8 @@ VERDICTS = ("supported", "refuted", "inconclusive")
 STATUSES = (*VERDICTS, "error", "skipped")
 """What a report row can say: a verdict, or why the claim has none (its test errored or was skipped)."""
 DIRECTIONS = {"lower": "lower bound > {}", "upper": "upper bound < {}", "equivalence": "interval within ±{}"}
+BOUND_KEYWORDS = {"lower_bound_above": "lower", "upper_bound_below": "upper", "equivalent_within": "equivalence"}
+"""Declaration keyword -> bound direction; a claim declares exactly one."""
 """How a claim's bound reads, by direction; the claim's threshold goes in the braces."""
 
 
@@ -204,6 +206,29 @@ class ClaimRecord:
     def selection(self) -> str:
         """The selected units in words, e.g. ``channel=6``, or a dash when the claim selected nothing."""
         return describe_selection(self.selected)
+
+    @classmethod
+    def unreadable(cls, declaration: Mapping[str, Any], *, test: str, reason: str, family_alpha: float,
+                   family_size: int, source_sha256: str | None = None) -> "ClaimRecord":
+        """The error row of a claim whose declaration could not be read: what the marker's keywords give of it
+        (its id, else the test's name), ``reason`` as the message."""
+        def text(key: str, default: str = "–") -> str:
+            value = declaration.get(key)
+            return value if isinstance(value, str) and value else default
+
+        bounds = [(k, v) for k, v in declaration.items() if k in BOUND_KEYWORDS and isinstance(v, (int, float))]
+        direction, threshold = (BOUND_KEYWORDS[bounds[0][0]], float(bounds[0][1])) if len(bounds) == 1 else (None, None)
+        sites = declaration.get("sites")
+        n = declaration.get("n")
+        return cls(
+            id=text("id", test), statement=text("statement"), metric=text("metric"), seeds=text("seeds"),
+            sites=(sites,) if isinstance(sites, str) else tuple(map(str, sites)) if isinstance(sites, (list, tuple))
+            else (), family=text("family", FAMILIES[0]) if declaration.get("family") in FAMILIES else FAMILIES[0],
+            n=n if isinstance(n, int) and not isinstance(n, bool) else 0, unit=text("unit", "levels"),
+            direction=direction, threshold=threshold, family_alpha=family_alpha, family_size=family_size,
+            confidence=1 - family_alpha / family_size, verdict="error", message=reason, test=test,
+            source_sha256=source_sha256,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (these rows cross pytest-xdist workers as ``user_properties``)."""

@@ -15,7 +15,9 @@ from typing import Any
 from harness.claims.records import ClaimRecord, fmt
 from harness.errors import ClaimError
 
-__all__ = ["Change", "Comparison", "RunReport", "compare_runs", "load_run", "read_run", "runs_table"]
+__all__ = [
+    "Change", "Comparison", "RunReport", "compare_runs", "earlier_runs", "load_run", "read_run", "runs_table"
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +125,27 @@ def load_run(path: str | os.PathLike) -> RunReport:
         return RunReport(run=data["run"], claims=tuple(ClaimRecord.from_dict(r) for r in data["claims"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ClaimError(f"cannot read a claims run from {path}: {exc}") from exc
+
+
+def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple[str, str], tuple[dict[str, Any], ...]]:
+    """What the saved runs under ``report_dir`` (all but the run named ``besides``) said of each claim, by
+    ``(claim id, source_sha256)``: ``{"run", "started", "sampling_seed", "verdict", "estimate"}`` per run, oldest
+    first.  Rows saved without a source hash and runs that cannot be read are left out."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in sorted(report_dir.glob("*/claims.json")):
+        if path.parent.name == besides:
+            continue
+        try:
+            report = load_run(path)
+        except ClaimError:
+            continue
+        for row in report.claims:
+            if row.source_sha256 is not None:
+                found.setdefault((row.id, row.source_sha256), []).append({
+                    "run": report.name, "started": report.run.get("started"),
+                    "sampling_seed": report.run.get("sampling_seed"), "verdict": row.verdict, "estimate": row.estimate,
+                })  # fmt: skip
+    return {key: tuple(sorted(runs, key=lambda r: str(r["started"]))) for key, runs in found.items()}
 
 
 LEADING_COLUMNS = (

@@ -3,16 +3,21 @@ pytest-xdist workers), decide statuses and write the reports.
 
 How a claim travels through a run (also under pytest-xdist, where each worker runs the same collection):
 
-1. collection: every ``@pytest.mark.claim`` is parsed into a :class:`~harness.claims.claim.ClaimSpec` and counted in
-   its family (the ``m`` of the in-test Bonferroni correction); bad declarations error their own test at setup;
+1. collection: claims marked ``heavy`` are deselected unless asked for (``--claims-heavy`` or ``-m heavy``); every
+   ``@pytest.mark.claim`` is parsed into a :class:`~harness.claims.claim.ClaimSpec` and counted in its family (the
+   ``m`` of the in-test Bonferroni correction); bad declarations error their own test at setup; each claim gets a
+   row-in-waiting (an ERROR row) and its source hash, so that a claim whose test or worker crashed still has a row;
 2. setup: the test's :class:`~harness.claims.claim.Claim` goes into ``item.stash``; the ``claim`` fixture hands it out;
 3. the test calls ``claim.check(result)``: refuted raises, so the test fails with the estimate explaining itself;
 4. report (in the worker): the claim's row goes onto ``report.user_properties``; an unchecked claim becomes an
    error, an inconclusive one a failure under ``--claims-strict``;
 5. controller: rows are merged and the report files rewritten after each one (a hard crash keeps what came
    before), once more at session finish with the exit status, and a table is printed in the terminal summary.
+   The run's folder is created at the first row and never reused: each row also says how many earlier runs of the
+   same claim source (``history``) the report folder holds, and what they said.
 """
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -28,10 +33,11 @@ from typing import Any
 import pytest
 
 from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
-from harness.claims.options import resolve_options
+from harness.claims.records import FAMILIES
+from harness.claims.options import reserve_run_dir, resolve_options
 from harness.claims.records import ClaimRecord, adjust_p_values
 from harness.claims.report import render_terminal, write_report
-from harness.claims.runs import RunReport, compare_runs, load_run
+from harness.claims.runs import RunReport, compare_runs, earlier_runs, load_run
 from harness.errors import ClaimError
 
 __all__ = ["CLAIM", "ClaimRun"]
@@ -41,6 +47,9 @@ CLAIM = pytest.StashKey[Claim]()
 ROW = "heist_claim"  # user_properties key of a claim's report row
 RUN_METADATA = "heist_claims_run"  # user_properties key of metadata recorded in a worker
 WORKER_INPUT = "heist_claims"  # xdist workerinput key: the controller's run name and start time
+KINDS = ("metadata", "checksums", "claims", "collection")  # what workers send: run metadata, model checksums,
+# each collected claim's row-in-waiting (an error row until its result comes), what selection left out
+NOT_RUN = "did not run: the session ended before it (a crash, an interrupt or --maxfail)"
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -57,6 +66,19 @@ def _version(package: str) -> str | None:
         return package_metadata.version(package)
     except package_metadata.PackageNotFoundError:
         return None
+
+
+def _sha256(path: Path) -> str | None:
+    """sha256 of a claim's file (its source, constants and helpers), or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _family_of(declaration: Mapping[str, Any]) -> str:
+    """The family a declaration names, or the default one when it names none it may."""
+    return declaration["family"] if declaration.get("family") in FAMILIES else FAMILIES[0]
 
 
 def _json_ready(value: Any, what: str) -> Any:
@@ -90,8 +112,12 @@ class ClaimRun:
         self.specs: dict[str, ClaimSpec] = {}  # nodeid -> valid declaration
         self.declaration_errors: dict[str, ClaimError] = {}
         self.family_sizes: Counter[str] = Counter()
-        self.recorded: dict[str, dict[str, Any]] = {"metadata": {}, "checksums": {}}
-        self.pending: dict[str, dict[str, Any]] = {"metadata": {}, "checksums": {}}  # worker: not yet sent
+        self.recorded: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self.pending: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # worker: not yet sent
+        self.sources: dict[str, str] = {}  # nodeid -> sha256 of the claim's file
+        self.heavy: set[str] = set()  # nodeids this plugin deselected as heavy
+        self.crashed: dict[str, str] = {}  # controller: nodeid -> why its worker gave no row
+        self.reserved = False  # whether the run's folder is created
         self.warnings: list[str] = []
         self.records: dict[str, ClaimRecord] = {}  # controller: nodeid -> row
         self.report: RunReport | None = None  # the last one written
@@ -126,9 +152,26 @@ class ClaimRun:
             "platform": platform.platform(),
         }
 
+    @cached_property
+    def history(self) -> dict[tuple[str, str], tuple[dict[str, Any], ...]]:
+        """Earlier runs in the report folder by (claim id, source hash), read once when the first row is written."""
+        return earlier_runs(self.options.report_dir, besides=self.options.run)
+
+    def rows(self, exit_status: int | None) -> list[ClaimRecord]:
+        """Every claim's row: its own, or an error saying why it has none (its worker crashed; at the end of the
+        session, it never ran), each with the earlier runs of the same claim source."""
+        rows = dict(self.records)
+        for nodeid, waiting in self.recorded["claims"].items():
+            if nodeid not in rows and (nodeid in self.crashed or exit_status is not None):
+                reason = self.crashed.get(nodeid, NOT_RUN)
+                rows[nodeid] = replace(ClaimRecord.from_dict(waiting), message=reason)
+        return [replace(row, history=self.history.get((row.id, row.source_sha256), ())) for row in rows.values()]
+
     def build_report(self, exit_status: int | None) -> RunReport:
-        claims = adjust_p_values(sorted(self.records.values(), key=lambda r: r.id))
+        claims = adjust_p_values(sorted(self.rows(exit_status), key=lambda r: r.id))
         options = self.options
+        collection = self.recorded["collection"]
+        left_out = {kind: sorted(n for n, k in collection.items() if k == kind) for kind in ("deselected", "heavy")}
         run = {
             "run": options.run,
             "started": self.started,
@@ -143,6 +186,9 @@ class ClaimRun:
             "alpha": options.alpha,
             "strict": options.strict,
             "compared_with": self._shown(options.compare),
+            "partial_family": bool(left_out["deselected"]),
+            "deselected_claims": left_out["deselected"],
+            "heavy_claims_not_run": left_out["heavy"],
             "metadata": self.recorded["metadata"],
             "warnings": self.warnings,
         }
@@ -158,6 +204,12 @@ class ClaimRun:
 
     def write(self, exit_status: int | None = None) -> None:
         """Rewrite the run's report files from the rows so far (``exit_status`` None: the run is still going)."""
+        if not self.reserved:
+            try:
+                self.options = reserve_run_dir(self.options)
+            except ClaimError as exc:
+                raise pytest.UsageError(str(exc)) from exc
+            self.reserved = True
         self.report = self.build_report(exit_status)
         write_report(self.report, self.options.run_dir)
 
@@ -168,13 +220,32 @@ class ClaimRun:
         """xdist controller: give workers this run's name and start time."""
         node.workerinput[WORKER_INPUT] = {"run": self.options.run, "started": self.started}
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Deselect the tests marked ``heavy`` unless the run asks for them."""
+        if self.options.heavy:
+            return
+        heavy = [item for item in items if item.get_closest_marker("heavy") is not None]
+        if heavy:
+            self.heavy = {item.nodeid for item in heavy}
+            items[:] = [item for item in items if item.nodeid not in self.heavy]
+            config.hook.pytest_deselected(items=heavy)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Remember claims left out of the run: by the user (a partial family) or as heavy."""
+        for item in items:
+            if item.get_closest_marker("claim") is not None:
+                kind = "heavy" if item.nodeid in self.heavy else "deselected"
+                self.add("collection", item.nodeid, kind)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Parse every claim declaration of the run and count each family (identically in every xdist worker)."""
+        """Parse every claim declaration of the run and count each family (identically in every xdist worker);
+        give each claim its source hash and its row-in-waiting."""
         by_id: dict[str, list[str]] = {}
-        for item in session.items:
-            marker = item.get_closest_marker("claim")
-            if marker is None:
-                continue
+        claims = [(item, item.get_closest_marker("claim")) for item in session.items]
+        claims = [(item, marker) for item, marker in claims if marker is not None]
+        for item, marker in claims:
+            self.sources[item.nodeid] = _sha256(item.path)
             try:
                 if marker.args:
                     raise ClaimError(f"claim in {item.nodeid}: declare with keywords only, got {marker.args}")
@@ -195,7 +266,24 @@ class ClaimRun:
                         f"claim {claim_id!r} is declared by {len(nodeids)} tests ({', '.join(nodeids)}); "
                         "give each claim its own id"
                     )
+        unreadable = {item.nodeid: marker.kwargs for item, marker in claims if item.nodeid in self.declaration_errors}
         self.family_sizes = Counter(spec.family for spec in self.specs.values())
+        self.family_sizes.update(_family_of(k) for k in unreadable.values())
+        alpha = self.options.alpha
+        for item, _ in claims:
+            nodeid, source = item.nodeid, self.sources[item.nodeid]
+            if nodeid in unreadable:
+                error = self.declaration_errors[nodeid]
+                row = ClaimRecord.unreadable(
+                    unreadable[nodeid], test=nodeid, reason=f"{type(error).__name__}: {error}", family_alpha=alpha,
+                    family_size=self.family_sizes[_family_of(unreadable[nodeid])], source_sha256=source,
+                )
+            else:
+                spec = self.specs[nodeid]
+                row = Claim(spec=spec, family_alpha=alpha, family_size=self.family_sizes[spec.family]).record(
+                    test=nodeid, checksums={}, status="error", reason=NOT_RUN, source_sha256=source
+                )
+            self.add("claims", nodeid, row.to_dict())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -215,7 +303,9 @@ class ClaimRun:
         report: pytest.TestReport = yield
         if any(self.pending.values()):
             report.user_properties.append((RUN_METADATA, self.pending))
-            self.pending = {"metadata": {}, "checksums": {}}
+            self.pending = {kind: {} for kind in KINDS}
+        if item.nodeid in self.declaration_errors and report.when == "setup":
+            report.user_properties.append((ROW, self.recorded["claims"][item.nodeid]))
         claim = item.stash.get(CLAIM, None)
         if claim is None or report.when == "teardown" or (report.when == "setup" and report.passed):
             return report
@@ -226,7 +316,8 @@ class ClaimRun:
         elif report.failed and not (call.excinfo is not None and call.excinfo.errisinstance(ClaimRefuted)):
             text = report.longreprtext if call.excinfo is None else call.excinfo.exconly()
             status, reason = "error", (text.strip().splitlines() or ["failed"])[0][:300]
-        row = claim.record(test=item.nodeid, checksums=self.recorded["checksums"], status=status, reason=reason)
+        row = claim.record(test=item.nodeid, checksums=self.recorded["checksums"], status=status, reason=reason,
+                           source_sha256=self.sources.get(item.nodeid))
         if report.passed and row.verdict == "error":
             report.outcome, report.longrepr = "failed", f"ClaimError: claim {row.id!r} {row.message}"
         elif report.passed and row.verdict == "inconclusive" and self.options.strict:
@@ -239,13 +330,18 @@ class ClaimRun:
         """Controller: merge worker metadata and claim rows; rewrite the reports after each row."""
         if self.is_worker:
             return
+        rows = [value for key, value in report.user_properties if key == ROW]
         for key, value in report.user_properties:
             if key == RUN_METADATA:
                 for kind, items in value.items():
                     self.merge(kind, items)
-            elif key == ROW:
-                self.records[report.nodeid] = ClaimRecord.from_dict(value)
-                self.write()
+        for value in rows:
+            self.records[report.nodeid] = ClaimRecord.from_dict(value)
+        crashed = not rows and report.failed and report.when not in ("setup", "call", "teardown")
+        if crashed:  # pytest-xdist's report of a worker that crashed while running this test (when '???')
+            self.crashed.setdefault(report.nodeid, str(report.longrepr).strip().splitlines()[0][:300])
+        if rows or crashed:
+            self.write()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str | tuple] | None:
@@ -267,7 +363,7 @@ class ClaimRun:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the final reports, also after a KeyboardInterrupt or a crash in a later test."""
-        if not self.is_worker and self.records:
+        if not self.is_worker and (self.records or self.recorded["claims"]):
             self.write(exit_status=int(exitstatus))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
