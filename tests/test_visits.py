@@ -101,6 +101,13 @@ def test_together_gives_one_state_per_predicate_from_one_episode(drifter):
         assert a.actions == b.actions[:a.step] or b.actions == a.actions[:b.step]  # one episode
 
 
+def test_until_stops_an_episode_for_good(drifter):
+    """Once the agent moves the episode stops: no candidate from then on, although most states move later."""
+    visits = visited_states(drifter, "calibration", 6, seed=2, until=moved, per_episode=6, max_step=10)
+    assert all(not moved(v.level) for v in visits)
+    assert len({v.seed for v in visits}) >= 2
+
+
 def test_rare_predicate_raises_sampling_error(drifter):
     with pytest.raises(SamplingError, match="only 0 visited states"):
         visited_states(drifter, "calibration", 3, seed=0, where=lambda s: False, max_step=3, max_episodes=8)

@@ -29,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from harness.errors import SamplingError
+from harness.heist.actions import Action
 from harness.heist.engine import generate
 from harness.heist.levels import HeistLevel
 from harness.heist.sampling import Predicate, draw_seeds
@@ -53,12 +54,15 @@ class Visit:
 
 def visited_states(policy: nn.Module, seeds: str, n: int, *, seed: int, where: Predicate | None = None,
                    every: int = 1, per_episode: int = 4, max_step: int = 256, max_episodes: int | None = None,
-                   on_levels: Predicate | None = None, sample: bool = True, mode: str = "easy") -> list[Visit]:
+                   on_levels: Predicate | None = None, until: Predicate | None = None, sample: bool = True,
+                   mode: str = "easy") -> list[Visit]:
     """Exactly ``n`` states visited by ``policy`` on levels of the seed range ``seeds`` that satisfy ``where``
     (all if None), at most ``per_episode`` from one episode (see the module docstring).
 
     ``max_episodes`` (default ``10 * n``) caps the levels drawn; only those satisfying ``on_levels`` (all if None,
-    e.g. "has a green lock") are played; ``sample=False`` plays the argmax action::
+    e.g. "has a green lock") are played.  An episode stops at the first state satisfying ``until`` (checked at
+    every step; e.g. "the green key is gone", after which nothing qualifies): the policy no longer runs on it and
+    none of its later states are candidates.  ``sample=False`` plays the argmax action::
 
         visits = visited_states(policy, "selection", 64, seed=0, where=lambda s: "blue" in s.held_keys)
         frames = render([v.level for v in visits])
@@ -67,7 +71,8 @@ def visited_states(policy: nn.Module, seeds: str, n: int, *, seed: int, where: P
     picked: list[Visit] = []
     for episode_seed, actions, candidates in _episodes(policy, seeds, n, seed=seed, where=[where or _always],
                                                        every=every, max_step=max_step, max_episodes=max_episodes,
-                                                       on_levels=on_levels, sample=sample, mode=mode):
+                                                       on_levels=on_levels, until=until, sample=sample,
+                                                       mode=mode):
         (steps,) = candidates
         chosen = sorted(_choose(steps, per_episode, seed, episode_seed, 0))
         picked += [_visit(episode_seed, actions, steps[i]) for i in chosen][:n - len(picked)]
@@ -80,7 +85,7 @@ def visited_states(policy: nn.Module, seeds: str, n: int, *, seed: int, where: P
 
 def visited_together(policy: nn.Module, seeds: str, n: int, *, seed: int, where: Sequence[Predicate],
                      every: int = 1, max_step: int = 256, max_episodes: int | None = None,
-                     on_levels: Predicate | None = None, sample: bool = True,
+                     on_levels: Predicate | None = None, until: Predicate | None = None, sample: bool = True,
                      mode: str = "easy") -> list[tuple[Visit, ...]]:
     """Exactly ``n`` tuples of states from one episode each, the i-th state satisfying ``where[i]`` (one taken at
     random among that episode's qualifying states); episodes lacking any of them are skipped.  The other parameters
@@ -96,7 +101,8 @@ def visited_together(policy: nn.Module, seeds: str, n: int, *, seed: int, where:
     tuples: list[tuple[Visit, ...]] = []
     for episode_seed, actions, candidates in _episodes(policy, seeds, n, seed=seed, where=where, every=every,
                                                        max_step=max_step, max_episodes=max_episodes,
-                                                       on_levels=on_levels, sample=sample, mode=mode):
+                                                       on_levels=on_levels, until=until, sample=sample,
+                                                       mode=mode):
         if all(candidates):
             tuples.append(tuple(_visit(episode_seed, actions, steps[_choose(steps, 1, seed, episode_seed, i)[0]])
                                 for i, steps in enumerate(candidates)))
@@ -111,7 +117,8 @@ _Steps = list[tuple[int, HeistLevel]]
 
 
 def _episodes(policy: nn.Module, seeds: str, n: int, *, seed: int, where: list[Predicate], every: int,
-              max_step: int, max_episodes: int | None, on_levels: Predicate | None, sample: bool,
+              max_step: int, max_episodes: int | None, on_levels: Predicate | None, until: Predicate | None,
+              sample: bool,
               mode: str) -> Iterator[tuple[int, list[int], list[_Steps]]]:
     """Per episode, in draw order: its level seed, its actions, and per predicate the (step, state) candidates."""
     drawn = draw_seeds(seeds, _budget(n, max_episodes), seed=seed)
@@ -127,11 +134,19 @@ def _episodes(policy: nn.Module, seeds: str, n: int, *, seed: int, where: list[P
         chunk = [level.current_level_seed for level in levels]
         actions: dict[int, list[int]] = {s: [] for s in chunk}
         candidates: dict[int, list[_Steps]] = {s: [[] for _ in where] for s in chunk}
+        stopped: set[int] = set()
 
         def choose(frames: np.ndarray, live: list[HeistLevel]) -> np.ndarray:
-            probs = run(policy, frames).probs.double().numpy()
-            chosen = sample_actions(probs, rng) if sample else probs.argmax(1)
-            for level, action in zip(live, chosen):
+            if until is not None:
+                stopped.update(level.current_level_seed for level in live if until(level))
+            playing = np.array([level.current_level_seed not in stopped for level in live], dtype=bool)
+            chosen = np.full(len(live), Action.NOOP, dtype=np.int64)  # stopped episodes idle to the end
+            if playing.any():
+                probs = run(policy, frames[playing]).probs.double().numpy()
+                chosen[playing] = sample_actions(probs, rng) if sample else probs.argmax(1)
+            for level, action, acting in zip(live, chosen, playing):
+                if not acting:
+                    continue
                 taken = actions[level.current_level_seed]
                 if len(taken) % every == 0:
                     for steps, predicate in zip(candidates[level.current_level_seed], where):
