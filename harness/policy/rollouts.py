@@ -3,7 +3,8 @@
 Levels stream through one engine pool: each slot plays one level until the gem is reached or the episode times
 out (1000 steps), then takes the next level.  An episode that ends is recorded and never continued on the
 regenerated level.  Per episode we record success, steps, the cells visited and the order in which keys, locks
-and the gem were reached (read from the engine state after every step).
+and the gem were reached (read from the engine state after every step); with ``trace=True`` also a
+:class:`~harness.policy.traces.Trace` (actions, positions, the step each entity was reached).
 
 ``rollout(policy, levels, ...)`` runs a network through :func:`harness.policy.runner.run` (so interventions apply, and
 must fire, at every step); :func:`play` runs any action chooser, e.g. the random and oracle baselines.
@@ -24,6 +25,7 @@ from harness.heist.levels import HeistLevel
 from harness.heist.oracle import oracle_action
 from harness.policy.interventions import Intervention, Patch, Resample
 from harness.policy.runner import run
+from harness.policy.traces import Trace, TraceRecorder
 
 Cell = tuple[int, int]
 ActionChooser = Callable[[np.ndarray, list[HeistLevel]], np.ndarray]
@@ -43,6 +45,8 @@ class Episode:
     """Keys, locks and gem in the order they were reached, e.g. ("blue key", "blue lock", "gem")."""
     snapshot: HeistLevel | None = None
     """The live level at the step asked for with ``snapshot_at`` (the last one seen if the episode ended first)."""
+    trace: Trace | None = None
+    """Per-step actions, positions and reach steps, with ``trace=True``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,10 +65,11 @@ class Rollouts:
 
 
 def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int = 1000,
-         pool: EnginePool | None = None, snapshot_at: Sequence[int] | None = None) -> Rollouts:
+         pool: EnginePool | None = None, snapshot_at: Sequence[int] | None = None, trace: bool = False) -> Rollouts:
     """Play one episode per level with ``choose`` picking the actions; episodes end at the gem or at
     ``max_steps`` (the engine's own timeout is 1000).  With ``snapshot_at`` (one step count per level), each
-    episode also keeps its live level at that step: mid-episode states with keys held and doors open."""
+    episode also keeps its live level at that step: mid-episode states with keys held and doors open.  With
+    ``trace``, each episode carries a :class:`~harness.policy.traces.Trace`."""
     levels = list(levels)
     if not levels:
         raise RolloutError("levels is empty; pass at least one HeistLevel")
@@ -78,7 +83,7 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
     episodes = pool.episodes(levels[:width])
     slot_level = list(range(width))
     next_level = width
-    tracks = [_Track(levels[i], at[i]) for i in range(width)]
+    tracks = [_Track(levels[i], at[i], trace) for i in range(width)]
     done: dict[int, Episode] = {}
     while len(done) < len(levels):
         active = np.nonzero(episodes.active)[0]
@@ -88,6 +93,9 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
             tracks[i].see(states[i])
         actions = np.full(width, Action.NOOP, dtype=np.int32)  # finished slots idle
         actions[active] = np.asarray(choose(episodes.observe()[active], live), dtype=np.int32)
+        if trace:
+            for i in active:
+                tracks[i].recorder.act(int(actions[i]))
         ended = episodes.step(actions)
         timed_out = episodes.active & (episodes.steps >= max_steps)
         for slot in np.nonzero(ended | timed_out)[0]:
@@ -95,7 +103,7 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
                                                          int(episodes.steps[slot]))
             if next_level < len(levels):
                 episodes.restart(int(slot), levels[next_level])
-                slot_level[slot], tracks[slot] = next_level, _Track(levels[next_level], at[next_level])
+                slot_level[slot], tracks[slot] = next_level, _Track(levels[next_level], at[next_level], trace)
                 next_level += 1
             else:
                 episodes.active[slot] = False
@@ -103,9 +111,10 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
 
 
 def rollout(policy: nn.Module, levels: Sequence[HeistLevel], *, interventions: Sequence[Intervention] = (),
-            sample: bool = True, seed: int = 0, max_steps: int = 1000, pool: EnginePool | None = None) -> Rollouts:
+            sample: bool = True, seed: int = 0, max_steps: int = 1000, pool: EnginePool | None = None,
+            trace: bool = False) -> Rollouts:
     """Let ``policy`` play each level, with ``interventions`` applied at every step; sampled actions are drawn
-    from a generator seeded with ``seed`` (argmax when ``sample`` is False)."""
+    from a generator seeded with ``seed`` (argmax when ``sample`` is False); ``trace`` as in :func:`play`."""
     per_example = [iv for iv in interventions if isinstance(iv, (Patch, Resample))]
     if per_example:
         raise InterventionError(
@@ -119,7 +128,7 @@ def rollout(policy: nn.Module, levels: Sequence[HeistLevel], *, interventions: S
             return probs.argmax(1)
         return sample_actions(probs, rng)
 
-    return play(levels, choose, max_steps=max_steps, pool=pool)
+    return play(levels, choose, max_steps=max_steps, pool=pool, trace=trace)
 
 
 def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -143,28 +152,37 @@ def oracle_chooser(frames: np.ndarray, states: list[HeistLevel]) -> np.ndarray:
 class _Track:
     """Cells visited and entities reached in one episode, from consecutive engine states."""
 
-    def __init__(self, level: HeistLevel, snapshot_at: int = -1):
+    def __init__(self, level: HeistLevel, snapshot_at: int = -1, trace: bool = False):
         self.seed = level.current_level_seed
         self.cells: list[Cell] = []
         self.reached: list[str] = []
         self.present = _collectables(level)
         self.snapshot_at, self.snapshot, self.seen = snapshot_at, None, 0
+        self.recorder = TraceRecorder() if trace else None
 
     def see(self, state: HeistLevel) -> None:
+        """Read the state after ``self.seen`` steps."""
         if self.seen <= self.snapshot_at:
             self.snapshot = state
-        self.seen += 1
-        cell = state.agent.cell
+        agent = state.agent
+        cell = agent.cell
         if not self.cells or self.cells[-1] != cell:
             self.cells.append(cell)
         now = _collectables(state)
-        self.reached += sorted(self.present - now, key=_ORDER.index)
+        gone = sorted(self.present - now, key=_ORDER.index)
+        self.reached += gone
         self.present = now
+        if self.recorder is not None:
+            self.recorder.see(agent.x, agent.y)
+            self.recorder.reach(gone, self.seen)
+        self.seen += 1
 
     def finish(self, success: bool, steps: int) -> Episode:
         reached = self.reached + (["gem"] if success else [])
+        if self.recorder is not None and success:
+            self.recorder.reach(["gem"], steps)
         return Episode(seed=self.seed, success=success, steps=steps, cells=tuple(self.cells), reached=tuple(reached),
-                       snapshot=self.snapshot)
+                       snapshot=self.snapshot, trace=None if self.recorder is None else self.recorder.finish())
 
 
 _ORDER = ["blue key", "blue lock", "green key", "green lock", "red key", "red lock"]
