@@ -41,7 +41,7 @@ from random import Random
 from harness.claims.figures import edit_path_picture
 from harness.errors import ClaimError
 from harness.heist.levels import HeistLevel
-from harness.stats import clopper_pearson_interval
+from harness.stats import proportion
 from harness.stats.estimates import Estimate
 
 __all__ = ["Case", "Failure", "Sample", "Search", "check_universal", "failure_rate", "search"]
@@ -122,14 +122,16 @@ def _checked(check: Property, cases: Sequence[Case]) -> list[str | None]:
     return reasons
 
 
-def failure_rate(cases: Sequence[Case], check: Property, *, confidence: float) -> Sample:
+def failure_rate(cases: Sequence[Case], check: Property, *, confidence: float, unit: str = "levels") -> Sample:
     """Part (a): check every case and estimate the failure rate with its exact (Clopper-Pearson) interval at
-    ``confidence``: ``failure_rate(cases, walks_into_wall, confidence=claim.confidence)``."""
+    ``confidence``, over cases counted as ``unit`` (the claim's, e.g. ``"pairs"``):
+    ``failure_rate(cases, walks_into_wall, confidence=claim.confidence)``."""
     cases = list(cases)
     if not cases or not all(isinstance(c, Case) for c in cases):
         raise ClaimError("failure_rate needs a non-empty sequence of Case")
-    failures = tuple(Failure(case=c, reason=r) for c, r in zip(cases, _checked(check, cases)) if r is not None)
-    estimate = clopper_pearson_interval(len(failures), len(cases), confidence=confidence)
+    reasons = _checked(check, cases)
+    failures = tuple(Failure(case=c, reason=r) for c, r in zip(cases, reasons) if r is not None)
+    estimate = proportion([r is not None for r in reasons], unit=unit, confidence=confidence)
     return Sample(estimate=estimate, failures=failures)
 
 
