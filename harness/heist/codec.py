@@ -207,6 +207,8 @@ def check_state(s, sections: Iterable[str], checked: Iterable[Any] = ()) -> None
     if not sections.isdisjoint(("entities", "keys")):
         if not any(e.type == AGENT for e in s.entities):
             raise LevelFormatError("level has no agent entity (type 0); the engine would abort")
+        if len(s.entities) > _MAX_ENTITIES:
+            raise LevelFormatError(f"level has {len(s.entities)} entities; the engine reads at most {_MAX_ENTITIES}")
         trusted = set(map(id, checked))
         for e in s.entities:
             if id(e) not in trusted:
@@ -271,8 +273,31 @@ def check_entity(e, colours: int) -> None:
         raise LevelFormatError(f"{TYPE_NAMES[e.type]} has image_theme {e.image_theme}; its image has only theme 0")
     if not (-_MAX_WORLD <= e.x <= _MAX_WORLD and -_MAX_WORLD <= e.y <= _MAX_WORLD and -1 <= e.vx <= 1
             and -1 <= e.vy <= 1 and 0 <= e.rx <= 1 and 0 <= e.ry <= 1 and -1 <= e.friction <= 1
-            and -1 <= e.grow_rate <= 1 and -_MAX_WORLD <= e.rotation <= _MAX_WORLD):
+            and -_MAX_WORLD <= e.rotation <= _MAX_WORLD):
         raise LevelFormatError(
             f"{TYPE_NAMES[e.type]} at ({e.x}, {e.y}), velocity ({e.vx}, {e.vy}), half-size ({e.rx}, {e.ry}), "
             f"friction {e.friction}, grow rate {e.grow_rate}, rotation {e.rotation}: non-finite or out of "
             "range; the engine's collision loops grow with speed and size")
+    _check_survives_play(e)
+
+
+EPISODE_STEPS = 1000
+"""The engine's episode length: the bound on how far a per-step change can carry a field within one episode."""
+
+
+def _check_survives_play(e) -> None:
+    """Fields that parse but make the engine emit, within an episode, a state the harness must refuse (measured:
+    each of these failed a few steps into a rollout): the agent erased (``will_erase``) or expiring
+    (``expire_time`` > 0) leaves a level without an agent; a negative ``grow_rate`` multiplies the half-size
+    negative on the first step; ``vrot`` turns the entity past the rotation bound within an episode."""
+    if e.type == AGENT and (e.will_erase != 0 or e.expire_time > 0):
+        raise LevelFormatError(
+            f"agent has will_erase {e.will_erase}, expire_time {e.expire_time}: the engine would erase it during "
+            "the episode, leaving a level without an agent; use will_erase 0 and expire_time -1")
+    if not 0 <= e.grow_rate <= 1:
+        raise LevelFormatError(f"{TYPE_NAMES[e.type]} has grow_rate {e.grow_rate}: the engine multiplies its "
+                               "half-size by it every step, so it must lie in [0, 1]")
+    if abs(e.rotation) + EPISODE_STEPS * abs(e.vrot) > _MAX_WORLD:
+        raise LevelFormatError(
+            f"{TYPE_NAMES[e.type]} has rotation {e.rotation} and vrot {e.vrot}: within {EPISODE_STEPS} steps it "
+            f"would turn past ±{_MAX_WORLD}; heist entities do not turn (vrot 0)")
