@@ -117,6 +117,9 @@ def test_fn_objective_and_dataset_comparison(planted):
                         steps=1, colour=COLOUR)
     assert channel.top.channel == CHANNEL and len(channel.top.levels) == 4
     np.testing.assert_allclose(channel.dataset_values, maps.mean((1, 2)).double().numpy(), rtol=1e-6)
+    figure = channel.figure()  # the image above the four dataset patches, 128 px tiles, 8 white rows between
+    assert figure.shape == (128 + 8 + 128, 4 * 128 + 3 * 2, 3) and (figure[128:136] == 255).all()
+    assert np.array_equal(figure[136:], channel.top.grid) and vis.figure().shape == (128, 4 * 128 + 3 * 2, 3)
 
 
 def test_colour_decorrelation_is_a_square_root_of_the_covariance():

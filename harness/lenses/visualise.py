@@ -143,6 +143,18 @@ class Visualisation:
         """The images side by side (upscaled, white gaps), for ``claim.attach(vis.grid(), caption)``."""
         return patch_grid(self.images, None, None, upscale=upscale, columns=columns or len(self.images))
 
+    def figure(self, *, gap: int = 8) -> np.ndarray:
+        """The images (four to a row, 128 px each) above the top dataset patches of :attr:`top` (as
+        ``top_activations`` draws them by default: 32 px crops at 4x, four to a row), ``gap`` white rows between;
+        without ``top``, the images alone.  ``claim.attach(vis.figure(), caption)``"""
+        images = self.grid(upscale=2, columns=4)
+        if self.top is None:
+            return images
+        top = self.top.grid
+        width = max(images.shape[1], top.shape[1])
+        pad = [np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0)), constant_values=255) for g in (images, top)]
+        return np.concatenate([pad[0], np.full((gap, width, 3), 255, dtype=np.uint8), pad[1]])
+
 
 def colour_decorrelation(frames: np.ndarray) -> np.ndarray:
     """The 3x3 transform from decorrelated channels to RGB: the square root of the frames' RGB covariance
