@@ -60,3 +60,19 @@ def test_sample_actions_follows_the_probabilities():
     probs = np.tile([[0.0, 0.25, 0.75]], (4000, 1))
     counts = np.bincount(sample_actions(probs, np.random.default_rng(0)), minlength=3)
     assert counts[0] == 0 and abs(counts[2] / 4000 - 0.75) < 0.03
+
+
+def test_stop_when_sees_the_levels_in_order_and_stops_there(levels):
+    full = play(levels, oracle_chooser)
+    seen = []
+
+    def enough(episodes):
+        seen.append([e.seed for e in episodes])
+        return sum(e.steps for e in episodes) > 60
+
+    part = play(levels, oracle_chooser, stop_when=enough)
+    k = len(part.episodes)
+    assert 0 < k < len(levels) and sum(full.steps[:k]) > 60 >= sum(full.steps[:k - 1])
+    assert [e.cells for e in part.episodes] == [e.cells for e in full.episodes[:k]]
+    assert all(s == [lv.current_level_seed for lv in levels[:len(s)]] for s in seen)
+    assert [len(s) for s in seen] == sorted({len(s) for s in seen})

@@ -30,6 +30,8 @@ from harness.policy.traces import Trace, TraceRecorder
 Cell = tuple[int, int]
 ActionChooser = Callable[[np.ndarray, list[HeistLevel]], np.ndarray]
 """(frames (n, 64, 64, 3), live levels) -> actions (n,), for the n active episodes."""
+StopRule = Callable[[list["Episode"]], bool]
+"""(finished episodes of the first k levels, in order) -> whether to stop now (see :func:`play`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +67,20 @@ class Rollouts:
 
 
 def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int = 1000,
-         pool: EnginePool | None = None, snapshot_at: Sequence[int] | None = None, trace: bool = False) -> Rollouts:
+         pool: EnginePool | None = None, snapshot_at: Sequence[int] | None = None, trace: bool = False,
+         stop_when: StopRule | None = None) -> Rollouts:
     """Play one episode per level with ``choose`` picking the actions; episodes end at the gem or at
     ``max_steps`` (the engine's own timeout is 1000).  With ``snapshot_at`` (one step count per level), each
     episode also keeps its live level at that step: mid-episode states with keys held and doors open.  With
-    ``trace``, each episode carries a :class:`~harness.policy.traces.Trace`."""
+    ``trace``, each episode carries a :class:`~harness.policy.traces.Trace`.
+
+    ``stop_when(episodes)`` (for sequential tests) is asked whenever the longest run of levels, from the first,
+    whose episodes have all finished grows; when it says True, play stops and returns those episodes only.  It
+    sees episodes in the levels' order, never in the order they finish (short episodes finish first, so stopping
+    on them would favour quick successes)::
+
+        play(levels, oracle_chooser, stop_when=lambda episodes: len(episodes) >= 10)  # the first 10 levels
+    """
     levels = list(levels)
     if not levels:
         raise RolloutError("levels is empty; pass at least one HeistLevel")
@@ -85,7 +96,8 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
     next_level = width
     tracks = [_Track(levels[i], at[i], trace) for i in range(width)]
     done: dict[int, Episode] = {}
-    while len(done) < len(levels):
+    prefix = 0
+    while prefix < len(levels):
         active = np.nonzero(episodes.active)[0]
         states = episodes.states()
         live = [states[i] for i in active]
@@ -107,14 +119,21 @@ def play(levels: Sequence[HeistLevel], choose: ActionChooser, *, max_steps: int 
                 next_level += 1
             else:
                 episodes.active[slot] = False
-    return Rollouts(episodes=tuple(done[i] for i in range(len(levels))))
+        grown = prefix
+        while prefix in done:
+            prefix += 1
+        if stop_when is not None and prefix > grown and prefix < len(levels) \
+                and stop_when([done[i] for i in range(prefix)]):
+            break
+    return Rollouts(episodes=tuple(done[i] for i in range(prefix)))
 
 
 def rollout(policy: nn.Module, levels: Sequence[HeistLevel], *, interventions: Sequence[Intervention] = (),
             sample: bool = True, seed: int = 0, max_steps: int = 1000, pool: EnginePool | None = None,
-            trace: bool = False) -> Rollouts:
+            trace: bool = False, stop_when: StopRule | None = None) -> Rollouts:
     """Let ``policy`` play each level, with ``interventions`` applied at every step; sampled actions are drawn
-    from a generator seeded with ``seed`` (argmax when ``sample`` is False); ``trace`` as in :func:`play`."""
+    from a generator seeded with ``seed`` (argmax when ``sample`` is False); ``trace`` and ``stop_when`` as in
+    :func:`play`."""
     per_example = [iv for iv in interventions if isinstance(iv, (Patch, Resample))]
     if per_example:
         raise InterventionError(
@@ -128,7 +147,7 @@ def rollout(policy: nn.Module, levels: Sequence[HeistLevel], *, interventions: S
             return probs.argmax(1)
         return sample_actions(probs, rng)
 
-    return play(levels, choose, max_steps=max_steps, pool=pool, trace=trace)
+    return play(levels, choose, max_steps=max_steps, pool=pool, trace=trace, stop_when=stop_when)
 
 
 def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
