@@ -21,8 +21,9 @@ spectrum gets gradients (``torch.autograd.grad``), so the model's ``.grad`` stay
 are quantised to uint8 and measured again through ``run``: the reported values are what the policy gives on
 real frames.
 
-Everything random (the initial spectra, every transform) comes from one ``torch.Generator`` seeded with
-``seed``: on CPU the same call gives the same images, bit for bit.
+Everything random (the initial spectra, every transform) comes from one CPU ``torch.Generator`` seeded with
+``seed``: on CPU the same call gives the same images, bit for bit.  The ascent runs on the policy's device
+(untested on GPUs, where convolutions need not be deterministic).
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def _scale() -> Tensor:
 
 def _images(spectrum: Tensor, colour: Tensor) -> Tensor:
     """Float images ``(R, 3, 64, 64)`` in [0, 1], channels_last, from spectra ``(R, 3, 64, 33, 2)``."""
-    decorrelated = torch.fft.irfft2(torch.view_as_complex(spectrum) * _scale(), s=(_SIZE, _SIZE)) / 4.0
+    decorrelated = torch.fft.irfft2(torch.view_as_complex(spectrum) * _scale().to(spectrum.device), s=(_SIZE, _SIZE)) / 4.0
     rgb = torch.einsum("ij,rjhw->rihw", colour, decorrelated)
     return torch.sigmoid(rgb).contiguous(memory_format=torch.channels_last)
 
@@ -203,7 +204,7 @@ def _images(spectrum: Tensor, colour: Tensor) -> Tensor:
 def _transformed(images: Tensor, generator: torch.Generator) -> Tensor:
     """Each image shifted, scaled and rotated by its own random draw, resampled on the same 64x64 grid."""
     n = len(images)
-    draw = torch.rand(n, 4, generator=generator) * 2 - 1  # each in [-1, 1)
+    draw = (torch.rand(n, 4, generator=generator) * 2 - 1).to(images.device)  # each in [-1, 1), drawn on CPU
     angle = draw[:, 0] * math.radians(ROTATE)
     scale = 1 + draw[:, 1] * SCALE
     shift = draw[:, 2:] * JITTER * 2 / _SIZE  # normalised coordinates span 2 over 64 pixels
@@ -251,9 +252,11 @@ def visualise(policy: nn.Module, objective: Objective, *, restarts: int = 4, ste
         vis = visualise(policy, Objective(site="conv4a", channel=6), levels=sample_levels("selection", 256, seed=0))
         vis.values, vis.dataset_best  # each restart's uint8 image against the best level
     """
-    colour_t = _check(policy, objective, restarts, steps, lr, colour)
-    generator = torch.Generator().manual_seed(int(seed))
-    spectrum = (torch.randn(restarts, 3, _SIZE, _SIZE // 2 + 1, 2, generator=generator) * 0.01).requires_grad_()
+    device = next(policy.parameters()).device
+    colour_t = _check(policy, objective, restarts, steps, lr, colour).to(device)
+    generator = torch.Generator().manual_seed(int(seed))  # on CPU, so a seed draws the same numbers on any device
+    spectrum = torch.randn(restarts, 3, _SIZE, _SIZE // 2 + 1, 2, generator=generator) * 0.01
+    spectrum = spectrum.to(device).requires_grad_()
     optimiser = torch.optim.Adam([spectrum], lr=lr)
     captured: list[Tensor] = []
     trace = np.empty((restarts, steps), dtype=np.float32)
@@ -267,12 +270,12 @@ def visualise(policy: nn.Module, objective: Objective, *, restarts: int = 4, ste
                 value = objective(captured[-1])
                 spectrum.grad = torch.autograd.grad(-value.sum(), [spectrum])[0]
                 optimiser.step()
-                trace[:, step] = value.detach().numpy()
+                trace[:, step] = value.detach().cpu().numpy()
     finally:
         policy.train(was_training)
     with torch.no_grad():
         floats = _images(spectrum, colour_t).permute(0, 2, 3, 1)
-    images = (floats * 255).round().to(torch.uint8).numpy()
+    images = (floats * 255).round().to(torch.uint8).cpu().numpy()
     dataset_values, top = None, None
     if levels is not None:
         from harness.heist.engine import render
@@ -287,4 +290,4 @@ def visualise(policy: nn.Module, objective: Objective, *, restarts: int = 4, ste
 def _measure(policy: nn.Module, frames: np.ndarray, objective: Objective) -> np.ndarray:
     """The objective on uint8 frames, through ``run``, as float64 ``(N,)``."""
     activation = run(policy, frames, cache=[objective.site]).activations[objective.site]
-    return objective(activation).double().numpy()
+    return objective(activation).double().cpu().numpy()
