@@ -107,12 +107,13 @@ def test_csv_has_one_row_per_claim():
     rows = list(csv.DictReader(io.StringIO(render_csv(RunReport(run=RUN, claims=(record(), record("H2")))))))
     assert [r["id"] for r in rows] == ["H1", "H2"]
     assert rows[0]["checksums"] == "policy=sha256:ab12" and rows[0]["sites"] == "conv3a:17"
+    assert (rows[0]["unit"], rows[0]["earlier_runs"]) == ("levels", "0")
 
 
 def test_markdown_table_escapes_pipes():
     text = render_markdown(RunReport(run=RUN, claims=(record(seeds="select|confirm"),)))
     row = (
-        "| H1 | SUPPORTED | 0.2 [0.15, 0.25] | 512 | 0.001 | 0.002 | lower bound > 0.1 | – | confirmatory "
+        "| H1 | SUPPORTED | 0.2 [0.15, 0.25] | 512 levels | 0.001 | 0.002 | lower bound > 0.1 | – | confirmatory "
         "| select\\|confirm |"
     )
     assert row in text

@@ -44,7 +44,8 @@ def rows() -> tuple[ClaimRecord, ...]:
     return (
         base,
         replace(base, id="CH1-up-channel", verdict="refuted", estimate=0.004, ci_low=0.001, ci_high=0.008,
-                direction="lower", threshold=0.01, selected_on="selection", selected={"channel": 6},
+                direction="lower", threshold=0.01, selected_on="selection", selected={"channel": 6}, unit="pairs",
+                history=({"run": "r0", "sampling_seed": 3, "verdict": "inconclusive", "estimate": 0.005},),
                 histogram=Histogram.of(np.random.default_rng(0).normal(0.004, 0.002, 400), kind="bootstrap"),
                 statement="Zeroing the <b>up</b> channel & friends lowers P(UP) </section><script>alert(1)</script>",
                 figures=(Figure.from_rgb(checkerboard(512, (200, 40, 40)), 'left "clean" <right> edited'),)),
@@ -54,6 +55,8 @@ def rows() -> tuple[ClaimRecord, ...]:
                 threshold=0.4, figures=()),
         replace(base, id="CX1-walls", verdict="error", estimate=None, ci_low=None, ci_high=None, figures=(),
                 message="ClaimError: the policy could not be loaded from fixtures/agents/x.pt"),
+        replace(base, id="X9-unreadable", verdict="error", direction=None, threshold=None, estimate=None,
+                ci_low=None, ci_high=None, figures=(), message="ClaimError: declare exactly one bound"),
     )  # fmt: skip
 
 
@@ -112,6 +115,7 @@ def test_page_structure_parsed():
     assert claims[1].statement in text  # literally, tags and all, as text
     assert "selected: channel=6 (chosen on selection)" in text
     assert "compared with" in text and "reports/shipped-agent/claims.json" in text
+    assert "n = 512 pairs" in text and "1 earlier run of this claim" in text and "inconclusive" in text
 
 
 def test_paths_inside_the_project_are_written_relative(tmp_path):
@@ -133,27 +137,46 @@ def _browser() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
-@pytest.mark.skipif(_browser() is None, reason=f"no headless browser installed (looked for {', '.join(BROWSERS)})")
+def _load(browser: str, page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra, page.as_uri()]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def _console(done: subprocess.CompletedProcess) -> list[str]:
+    """The page's console messages and uncaught errors, as the browser logs them to stderr."""
+    return [line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+needs_browser = pytest.mark.skipif(
+    _browser() is None, reason=f"no headless browser installed (looked for {', '.join(BROWSERS)})"
+)
+
+
+@needs_browser
+def test_the_browser_check_sees_console_errors(tmp_path):
+    """The console check can fail: a page with a script error is caught."""
+    page = tmp_path / "broken.html"
+    page.write_text("<!doctype html><p>x</p><script>console.error('boom'); notDefined();</script>")
+    assert len(_console(_load(_browser(), page, tmp_path / "profile", "--dump-dom"))) == 2
+
+
+@needs_browser
 def test_page_in_a_headless_browser(tmp_path):
     """The browser parses the page into the same forest plot (its DOM after loading), logs no console error, and
     renders a screenshot."""
-    browser = _browser()
-    claims = rows()
+    browser, claims = _browser(), rows()
     (page,) = [p for p in write_report(RunReport(run=RUN, claims=claims), tmp_path / "run") if p.suffix == ".html"]
-    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir="
-              f"{tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
-    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == [], console
+    dom = _load(browser, page, tmp_path / "profile", "--dump-dom")
+    assert _console(dom) == []
     outline = Outline()
     outline.feed(dom.stdout)
     assert [m["data-claim"] for m in outline.marks] == [r.id for r in claims]
     assert outline.order[:2] == ["forest", "table"] and outline.forbidden == []
     shot = tmp_path / "shot.png"
-    taken = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,1400", page.as_uri()],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _load(browser, page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1400")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     if os.environ.get("HEIST_REPORT_SCREENSHOT") == "1":
         SCREENSHOT.write_bytes(shot.read_bytes())

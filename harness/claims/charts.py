@@ -27,6 +27,9 @@ LABEL_WIDTH, PANEL_WIDTH, TEXT_WIDTH, ROW_HEIGHT, HEADER = 230, 400, 440, 30, 34
 
 
 def _thresholds(r: ClaimRecord) -> list[float]:
+    """The bound's line(s): two for an equivalence margin, none for a row whose declaration could not be read."""
+    if r.threshold is None:
+        return []
     return [-r.threshold, r.threshold] if r.direction == "equivalence" else [r.threshold]
 
 
@@ -65,7 +68,7 @@ def _row(r: ClaimRecord, top: float) -> list[str]:
     def x(v: float) -> float:
         return round(left + 6 + (v - lo) / (hi - lo) * (PANEL_WIDTH - 12), 2)
 
-    shade_from, shade_to = _supporting_side(r, x, lo, hi)
+    shade_from, shade_to = (0, 0) if r.threshold is None else _supporting_side(r, x, lo, hi)
     if shade_to > shade_from:
         parts.append(
             f'<rect x="{shade_from}" y="{top + 3}" width="{round(shade_to - shade_from, 2)}" '
@@ -122,7 +125,7 @@ def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -
     hist = record.histogram
     if hist is None:
         return ""
-    thresholds = [-record.threshold, record.threshold] if record.direction == "equivalence" else [record.threshold]
+    thresholds = _thresholds(record)
     marks = [x for x in (record.estimate, *thresholds) if x is not None]
     lo, hi = min(hist.edges[0], *marks), max(hist.edges[-1], *marks)
     pad = 0.05 * (hi - lo) or 0.5

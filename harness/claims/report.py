@@ -22,7 +22,7 @@ import os
 import re
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ COLUMNS = ("claim", "verdict", "estimate [CI]", "n", "p", "p adj", "needed", "se
 
 
 def _cells(r: ClaimRecord) -> tuple[str, ...]:
-    return (r.id, r.verdict.upper(), r.interval, str(r.n), fmt(r.p_value), fmt(r.p_adjusted), r.needed, r.selection)
+    return (r.id, r.verdict.upper(), r.interval, f"{r.n} {r.unit}", fmt(r.p_value), fmt(r.p_adjusted), r.needed,
+            r.selection)  # fmt: skip
 
 
 def _run_lines(report: RunReport) -> list[str]:
@@ -121,9 +122,10 @@ def render_markdown(report: RunReport) -> str:
 
 
 CSV_FIELDS = (
-    "id", "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "p_value", "p_adjusted", "null_quantile",
-    "direction", "threshold", "family", "family_size", "family_alpha", "seeds", "selected_on", "selected", "sites",
-    "metric", "method", "statement", "test", "message", "checksums",
+    "id", "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "unit", "p_value", "p_adjusted", "p_holm",
+    "statistic_p_value", "statistic_hypothesis", "null_quantile", "direction", "threshold", "family", "family_size",
+    "family_alpha", "seeds", "selected_on", "selected", "sites", "metric", "method", "statement", "test", "message",
+    "checksums", "source_sha256", "earlier_runs",
 )  # fmt: skip
 
 
@@ -133,7 +135,8 @@ def render_csv(report: RunReport) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in report.claims:
-        row = {name: getattr(r, name) for name in CSV_FIELDS}
+        row = {name: getattr(r, name) for name in CSV_FIELDS if name != "earlier_runs"}
+        row["earlier_runs"] = len(r.history)
         row["sites"] = ";".join(r.sites)
         row["selected"] = "" if not r.selected else r.selection
         row["checksums"] = ";".join(f"{k}={v}" for k, v in r.checksums.items())
@@ -158,8 +161,9 @@ vertical-align:top}th{background:#f4f4f4;font-weight:600}
 .badge{display:inline-block;border-radius:4px;padding:1px 8px;font-size:13px;font-weight:700;color:#fff;
 vertical-align:middle}.unit{font-size:14px;font-weight:400;color:#333;margin-left:.6em}
 section.claim{border-top:2px solid #ccc;margin-top:2em;padding-top:.6em}
-.statement{font-size:16px}.message{background:#f7f7f7;padding:6px 10px;border-radius:4px;font:13px/1.4 monospace;
-white-space:pre-wrap;overflow-wrap:anywhere}
+.statement{font-size:16px}.numbers,.history{color:#333;margin:.4em 0}
+.message{background:#f7f7f7;padding:6px 10px;border-radius:4px;font:13px/1.4 monospace;white-space:pre-wrap;
+overflow-wrap:anywhere}
 figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top;max-width:100%}
 figure img{image-rendering:pixelated;border:1px solid #999;max-width:100%;height:auto}
 figcaption{font-size:13px;color:#333;max-width:600px}.forest svg{max-width:100%;height:auto}
@@ -214,15 +218,33 @@ def _facts(r: ClaimRecord) -> dict[str, Any]:
     return facts
 
 
+def _history_html(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Earlier runs of the same claim (same source), so that a rerun until supported shows (issue 19, item 8)."""
+    if not history:
+        return []
+    e = html.escape
+    columns = sorted({key for run in history for key in run}, key=lambda k: (k != "run", k))
+    return [
+        f'<p class="history"><b>{len(history)} earlier run{"s" * (len(history) > 1)} of this claim</b> (same '
+        "source):</p><table>" + "".join(f"<th>{e(c.replace('_', ' '))}</th>" for c in columns),
+        *("<tr>" + "".join(f"<td>{_value_html(run.get(c))}</td>" for c in columns) + "</tr>" for run in history),
+        "</table>",
+    ]
+
+
 def _claim_html(r: ClaimRecord) -> list[str]:
     e = html.escape
     unit = ""
     if r.selected:
         chosen = f" (chosen on {r.selected_on})" if r.selected_on else ""
         unit = f'<span class="unit">selected: <b>{e(r.selection)}</b>{e(chosen)}</span>'
+    numbers = [f"n = {r.n} {r.unit}", f"needed: {r.needed}", f"p = {fmt(r.p_value)}",
+               f"adjusted p = {fmt(r.p_adjusted)}"]  # fmt: skip
     return [
         f'<section class="claim" id="{e(r.id)}"><h2>{_badge(r.verdict)} {e(r.id)}{unit}</h2>',
         f'<p class="statement">{e(r.statement)}</p><div class="message">{e(r.message)}</div>',
+        f'<p class="numbers">{e(" · ".join(numbers))}</p>',
+        *_history_html(r.history),
         histogram_svg(r),
         *(_figure_html(f) for f in r.figures),
         "<details><summary>all fields</summary><table>",
