@@ -6,9 +6,10 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
-from test_plugin import CONFTEST, PLUGIN, QUIET, REPO, run, saved
+from test_plugin import CONFTEST, PLUGIN, QUIET, REPO, run, saved, subprocess_env  # noqa: F401 (a fixture)
 
 pytest_plugins = ["pytester"]
 
@@ -171,3 +172,46 @@ def test_the_readme_claim_runs_outside_the_repository(tmp_path):
     (row,) = json.loads((tmp_path / "reports" / "readme" / "claims.json").read_text())["claims"]
     assert row["verdict"] in ("supported", "refuted", "inconclusive"), row["message"]
     assert row["n"] == 64 and len(row["checksums"]["policy"]) == 64
+
+
+SELECTION = """
+    from pathlib import Path
+
+
+    def select():
+        with open(Path(__file__).parent / "calls.txt", "a") as calls:
+            calls.write("computed ")
+        return {"ranked": [6, 17, 5], "spread": [0.5]}
+"""
+SELECTING = """
+    import pytest
+    from selection import select
+
+
+    @pytest.fixture(scope="module")
+    def chosen(selection_cache):
+        return selection_cache("up", select)
+
+
+    def test_selection(chosen):
+        assert chosen == {"ranked": [6, 17, 5], "spread": [0.5]}
+"""
+
+
+@pytest.mark.usefixtures("subprocess_env")
+def test_a_selection_is_computed_once_per_model_seed_and_source(pytester):
+    """Issue 21 E: the selection cache serves every xdist worker and later runs, and a new sampling seed or an
+    edited selection file computes it again."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(selection=SELECTION, test_a=SELECTING, test_b=SELECTING)
+    calls = pytester.path / "calls.txt"
+    both = pytester.runpytest_subprocess(*PLUGIN, *QUIET, "-n", "2", "test_a.py", "test_b.py")
+    both.assert_outcomes(passed=2)
+    assert calls.read_text().split() == ["computed"]  # two modules, two workers, one computation
+    run(pytester, "test_a.py").assert_outcomes(passed=1)
+    assert calls.read_text().split() == ["computed"]  # a later run reads the cache
+    run(pytester, "test_a.py", "--sampling-seed", "3").assert_outcomes(passed=1)
+    assert len(calls.read_text().split()) == 2
+    pytester.makepyfile(selection=textwrap.dedent(SELECTION) + "# edited\n")
+    run(pytester, "test_a.py").assert_outcomes(passed=1)
+    assert len(calls.read_text().split()) == 3

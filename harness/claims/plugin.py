@@ -12,6 +12,8 @@ installed), so any repository that installs the package gets these fixtures:
 * ``level_sampler``: the same draw, ``draw(seeds, n, *, where=None, mode="easy")``, for module- or
   session-scoped fixtures (a selection fixture shared by several claims), which cannot use the function-scoped
   ``sample_levels``; it knows no claim, so it names its range and n every time;
+* ``selection_cache(name, select)``: a selection step's result computed once per model, sampling seed and source,
+  shared by xdist workers and later runs;
 * ``claims_options``: the resolved options (:class:`~harness.claims.options.ClaimsOptions`).
 
 Fixtures of one's own record model checksums with :func:`record_checksum` and anything else worth keeping with
@@ -19,7 +21,12 @@ Fixtures of one's own record model checksums with :func:`record_checksum` and an
 :class:`~harness.claims.session.ClaimRun`.
 """
 
+import fcntl
+import hashlib
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,6 +137,51 @@ def level_sampler(claims_options: ClaimsOptions) -> Callable:
         return _draw(claims_options, seeds, n, where=where, mode=mode)
 
     return draw
+
+
+@pytest.fixture(scope="session")
+def selection_cache(claims_options: ClaimsOptions) -> Callable:
+    """``selection_cache(name, select)``: ``select()``'s result (plain JSON, e.g. a list of channels), computed once
+    and then read back by every pytest-xdist worker and every later run while nothing it could depend on changed:
+    the model checkpoints, the sampling seed, the file that defines ``select`` and the harness's own source.  Kept
+    under ``<report dir>/.selection-cache/`` behind a file lock, so workers wait for one computation::
+
+        @pytest.fixture(scope="module")
+        def up_channels(policy, level_sampler, selection_cache):
+            return selection_cache("up_channels", lambda: rank(policy, level_sampler("selection", 256)))
+    """
+    folder = claims_options.report_dir / ".selection-cache"
+    base = _selection_key_base(claims_options)
+
+    def cached(name: str, select: Callable[[], Any]) -> Any:
+        source = Path(select.__code__.co_filename)
+        key = hashlib.sha256(f"{base}|{name}|{_file_sha256(source)}".encode()).hexdigest()[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}-{key}.json"
+        with open(folder / f"{name}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not path.is_file():
+                value = json.dumps(select(), allow_nan=False)
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                temporary.write_text(value, encoding="utf-8")
+                os.replace(temporary, path)
+            return json.loads(path.read_text(encoding="utf-8"))
+
+    return cached
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _selection_key_base(options: ClaimsOptions) -> str:
+    """What every cached selection depends on besides its own file: the checkpoints (by content), the sampling
+    seed and the harness's source."""
+    models = [options.policy, *options.saes.values()]
+    checkpoints = [_file_sha256(path) if path is not None and path.is_file() else "-" for path in models]
+    package = Path(__file__).resolve().parent.parent
+    harness = hashlib.sha256(b"".join(_file_sha256(p).encode() for p in sorted(package.rglob("*.py"))))
+    return f"{checkpoints}|{options.sampling_seed}|{harness.hexdigest()}"
 
 
 def _draw(options: ClaimsOptions, seeds: str, n: int, *, where=None, mode: str = "easy") -> list:
