@@ -196,7 +196,8 @@ def _scale() -> Tensor:
 
 def _images(spectrum: Tensor, colour: Tensor) -> Tensor:
     """Float images ``(R, 3, 64, 64)`` in [0, 1], channels_last, from spectra ``(R, 3, 64, 33, 2)``."""
-    decorrelated = torch.fft.irfft2(torch.view_as_complex(spectrum) * _scale().to(spectrum.device), s=(_SIZE, _SIZE)) / 4.0
+    coefficients = torch.view_as_complex(spectrum) * _scale().to(spectrum.device)
+    decorrelated = torch.fft.irfft2(coefficients, s=(_SIZE, _SIZE)) / 4.0
     rgb = torch.einsum("ij,rjhw->rihw", colour, decorrelated)
     return torch.sigmoid(rgb).contiguous(memory_format=torch.channels_last)
 
