@@ -10,12 +10,11 @@ S2. (exploratory) One SAE latent steers the agent toward its target: the conv4a 
 
 import numpy as np
 import pytest
-import torch
 
 from harness import Site, Zero, render, run
 from harness.heist.actions import Action
 from harness.lenses.measures import target_direction
-from harness.lenses.sae import firing_rates, spliced
+from harness.lenses.sae import firing_rates, sae_latents, spliced
 from harness.stats import (Estimate, matched_firing_rate_latents, paired_bootstrap, permutation_test_against_null,
                            wilson_interval)
 
@@ -46,24 +45,23 @@ def argmax_agreement(policy, sae, frames) -> np.ndarray:
     return (clean == reconstructed).numpy()
 
 
-def drop_toward_target(policy, sae, frames, moves, latent):
-    """Per level: P(oracle move) clean minus with ``latent`` zeroed (inside an error-term splice)."""
-    zero = Zero(site=Site(sae.latent_site, channels=(int(latent),)))
-    rows = np.arange(len(frames))
+def move_probabilities(policy, sae, frames, moves, latent=None):
+    """Per frame: P(oracle move) with ``sae`` spliced in (with its error term, so only an edit of the latents changes
+    the policy), with ``latent`` zeroed (None: no edit, the clean policy up to float rounding)."""
+    edits = [] if latent is None else [Zero(site=Site(sae.latent_site, channels=(int(latent),)))]
     with spliced(policy, sae, error_term=True):
-        clean = run(policy, frames).probs.double().numpy()[rows, moves]
-        edited = run(policy, frames, interventions=[zero]).probs.double().numpy()[rows, moves]
-    return clean - edited
+        probs = run(policy, frames, interventions=edits).probs.double().numpy()
+    return probs[np.arange(len(frames)), moves]
 
 
 def select_steering_latent(policy, sae, levels) -> tuple[int, np.ndarray]:
     """The live latent whose zeroing most lowers P(oracle move) on ``levels`` (the first, on ties), and every
     latent's firing rate there."""
     frames, moves = render(levels), oracle_moves(levels)
-    with torch.no_grad():
-        rates = firing_rates(sae.encode(run(policy, frames, cache=[SITE]).activations[SITE])).numpy()
+    rates = firing_rates(sae_latents(policy, sae, frames)).numpy()
     live = np.nonzero(rates > 0)[0]
-    scores = [drop_toward_target(policy, sae, frames, moves, i).mean() for i in live]
+    clean = move_probabilities(policy, sae, frames, moves)
+    scores = [(clean - move_probabilities(policy, sae, frames, moves, i)).mean() for i in live]
     return int(live[int(np.argmax(scores))]), rates
 
 
@@ -71,10 +69,11 @@ def latent_drop_against_matched_latents(policy, sae, frames, moves, chosen: int,
                                         confidence: float) -> Estimate:
     """S2's statistic: the mean drop in P(oracle move) from zeroing latent ``chosen`` (paired bootstrap at
     ``confidence``), with its permutation p-value against NULL_LATENTS other latents of matched firing rate."""
-    drops = drop_toward_target(policy, sae, frames, moves, chosen)
+    clean = move_probabilities(policy, sae, frames, moves)
+    drops = clean - move_probabilities(policy, sae, frames, moves, chosen)
     null_latents = matched_firing_rate_latents(rates, [chosen], NULL_LATENTS, seed=NULL_SEED, tolerance=0.5,
                                                exclude=[chosen])[:, 0]
-    null = [drop_toward_target(policy, sae, frames, moves, i).mean() for i in null_latents]
+    null = [(clean - move_probabilities(policy, sae, frames, moves, i)).mean() for i in null_latents]
     return permutation_test_against_null(paired_bootstrap(drops, confidence=confidence), null)
 
 
