@@ -76,3 +76,25 @@ def test_stop_when_sees_the_levels_in_order_and_stops_there(levels):
     assert [e.cells for e in part.episodes] == [e.cells for e in full.episodes[:k]]
     assert all(s == [lv.current_level_seed for lv in levels[:len(s)]] for s in seen)
     assert [len(s) for s in seen] == sorted({len(s) for s in seen})
+
+
+def test_sequential_rate_keeps_its_level_when_looking_after_every_level():
+    """At a true rate exactly on the bound, stopping at the first look whose interval excludes it supports the
+    claim in at most alpha of runs (the interval is anytime-valid); a fixed-n Wilson interval looked at after every
+    level would not (about half the runs at this many looks)."""
+    from claims.test_behaviour import sequential_rate
+
+    rng, bound, alpha, supported = np.random.default_rng(0), 0.8, 0.2, 0
+    for _ in range(200):
+        outcomes = rng.random(96) < bound
+        for n in range(1, 97):
+            result = sequential_rate(outcomes[:n], bound=bound, confidence=1 - alpha, max_n=96)
+            if result.decision != "continue":
+                break
+        supported += result.decision == "accept H1"
+        assert result.n == n and result.max_n == 96 and result.ci_low <= result.estimate <= result.ci_high
+    assert supported / 200 <= alpha + 0.085
+    clear = sequential_rate(np.ones(40, bool), bound=bound, confidence=0.95, max_n=96)
+    assert clear.decision == "accept H1" and clear.ci_low > bound
+    assert sequential_rate(np.zeros(20, bool), bound=bound, confidence=0.95, max_n=96).decision == "accept H0"
+    assert sequential_rate(np.ones(3, bool), bound=bound, confidence=0.95, max_n=3).decision == "inconclusive"
