@@ -347,7 +347,8 @@ FAMILIES: dict[str, Family] = {
 
 
 def family(name: str) -> Family:
-    """The family called ``name`` (see :data:`FAMILIES`); raises SamplingError listing the names."""
+    """The family called ``name`` (see :data:`FAMILIES`); raises SamplingError listing the names.
+    ``family("distractor_key")(level, np.random.default_rng(0))``."""
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
