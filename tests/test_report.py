@@ -229,6 +229,19 @@ def test_grid_and_upscale_lay_pictures_out_on_white():
         upscale(a, 0)
 
 
+def test_feature_picture_puts_visualisations_left_of_examples():
+    from harness.claims.figures import GAP, feature_picture
+
+    vis = [np.full((4, 4, 3), 10, np.uint8)] * 2
+    examples = [np.full((4, 4, 3), 200, np.uint8)] * 3
+    picture = feature_picture(vis, examples, scale=2, columns=2)
+    left = 2 * 8 + GAP  # two 8-pixel pictures and one gap
+    assert picture.shape == (8 + GAP + 8, left + 4 * GAP + left, 3)
+    assert (picture[:8, :8] == 10).all() and (picture[:8, left + 4 * GAP:left + 4 * GAP + 8] == 200).all()
+    with pytest.raises(ClaimError, match="at least one"):
+        feature_picture([], examples)
+
+
 def test_pair_picture_outlines_the_edited_cell_on_both_levels():
     from harness.claims.figures import EDIT_COLOUR, changed_cells, mark_cells, pair_picture
     from harness.heist.engine import generate

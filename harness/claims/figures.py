@@ -7,13 +7,14 @@ pictures a reviewer wants beside a claim's numbers:
   both, each level's shortest path to its current target drawn (so a changed first step shows);
 * :func:`edit_path_picture`: a level and the levels an edit path leads to, each panel outlining what the last
   edit changed (a counterexample and how it was reached);
-* :func:`grid` and :func:`side_by_side`: dataset examples next to a feature visualisation, or any set of frames;
+* :func:`feature_picture`: a unit's feature visualisations beside its top dataset examples, scaled up alike;
+* :func:`grid` and :func:`side_by_side`: any set of pictures;
 * :func:`mark_cells`, :func:`draw_path` and :func:`upscale`: the pieces.
 
 ::
 
     claim.attach(pair_picture(base, edited), "left: clean; right: wall added at (3, 4) (magenta)")
-    claim.attach(grid([upscale(f, 4) for f in frames[:8]], columns=4), "top 8 dataset examples of channel 6")
+    claim.attach(feature_picture(vis.images, frames[top]), "left: visualisations of channel 6; right: its top 8 frames")
 
 Cells are ``(x, y)`` with y up (:mod:`harness.heist.levels`); cell ``(cx, cy)`` covers columns
 ``[cx u, (cx+1) u)`` and rows ``[(W-1-cy) u, (W-cy) u)`` of a picture, ``u = size / world_dim``
@@ -31,8 +32,8 @@ from harness.heist.levels import HeistLevel
 from harness.heist.oracle import guide
 
 __all__ = [
-    "EDIT_COLOUR", "PATH_COLOUR", "changed_cells", "draw_path", "edit_path_picture", "grid", "mark_cells",
-    "pair_picture", "side_by_side", "upscale",
+    "EDIT_COLOUR", "PATH_COLOUR", "changed_cells", "draw_path", "edit_path_picture", "feature_picture", "grid",
+    "mark_cells", "pair_picture", "side_by_side", "upscale",
 ]  # fmt: skip
 
 Cell = tuple[int, int]
@@ -155,3 +156,13 @@ def edit_path_picture(levels: Sequence[HeistLevel], *, paths: bool = True) -> np
         image = _with_path(image, level) if paths else image
         panels.append(image if i == 0 else mark_cells(image, level, changed_cells(levels[i - 1], level)))
     return side_by_side(panels)
+
+
+def feature_picture(visualisations: Sequence[np.ndarray], examples: Sequence[np.ndarray], *, scale: int = 4,
+                    columns: int = 4) -> np.ndarray:
+    """Feature visualisations (left) beside dataset examples (right), each group a grid of ``columns``, every
+    picture scaled up by ``scale``: ``feature_picture(vis.images, frames[top_indices])``."""
+    if len(visualisations) == 0 or len(examples) == 0:
+        raise ClaimError("feature_picture needs at least one visualisation and one dataset example")
+    groups = [grid([upscale(image, scale) for image in group], columns=columns) for group in (visualisations, examples)]
+    return side_by_side(groups, gap=4 * GAP)
