@@ -6,12 +6,12 @@ of the last conv layer whose summed activation is high exactly when the path lea
 indicates that cheese is almost certainly up").  Here the pairs are Heist levels differing by one wall cell whose
 flip changes the oracle's first step while the current target stays the same, and one member's first step is UP.
 
-Selection (selection seeds only): on 128 such pairs, each of conv4a's 32 channels (after ReLU, so sums are of
-non-negative activations, as in the study) is scored by its paired difference in summed activation, the UP
-member minus the other, divided by that difference's standard deviation; the best is selected.  The rule's
-threshold is chosen on 512 selection levels as the lowest selection-sum quantile (50th to 99th percentile) above
-which at least RULE_TARGET (0.8) of levels have first step UP, with at least 20 such levels (else the quantile with
-the highest precision).
+Selection (selection seeds only; computed once per run and model, through the plugin's ``selection_cache``): on
+128 such pairs, each of conv4a's 32 channels (after ReLU, so sums are of non-negative activations, as in the study)
+is scored by its paired difference in summed activation, the UP member minus the other, divided by that
+difference's standard deviation; the best is selected.  The rule's threshold is chosen on 512 selection levels as
+the lowest selection-sum quantile (50th to 99th percentile) above which at least RULE_TARGET (0.8) of levels have
+first step UP, with at least 20 such levels (else the quantile with the highest precision).
 
 PR1. On confirmation pairs, the selected channel's summed activation is higher on the UP member than on the other:
      mean paired difference in units of the channel sum's standard deviation over the selection pairs' frames
@@ -152,23 +152,31 @@ def line_wall_shift(policy, on_pairs, off_pairs) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def separating_channel(policy, claims_options):
+def separating_channel(policy, claims_options, selection_cache) -> tuple[int, float]:
     """The selection step: the conv4a channel that best separates UP members of one-wall pairs from the others,
-    and its sums' standard deviation over those frames."""
-    pairs = sample_pairs("wall_flip_first_step", "selection", SELECTION_PAIRS, seed=claims_options.sampling_seed,
-                         where=up_involved)
-    differences, sums = up_differences(policy, *oriented_frames(pairs))
-    chosen = rank_separating_channels(differences)[0]
-    return chosen, float(sums[:, chosen].std())
+    and its sums' standard deviation over those frames (computed once per run and model, see selection_cache)."""
+    def select() -> list:
+        pairs = sample_pairs("wall_flip_first_step", "selection", SELECTION_PAIRS,
+                             seed=claims_options.sampling_seed, where=up_involved)
+        differences, sums = up_differences(policy, *oriented_frames(pairs))
+        chosen = rank_separating_channels(differences)[0]
+        return [chosen, float(sums[:, chosen].std())]
+
+    chosen, spread = selection_cache("PR-separating-channel", select)
+    return int(chosen), float(spread)
 
 
 @pytest.fixture(scope="module")
-def up_rule(policy, level_sampler, separating_channel):
+def up_rule(policy, level_sampler, separating_channel, selection_cache) -> float:
     """The rule's threshold on the selected channel's sum, chosen on selection levels."""
     chosen, _ = separating_channel
-    levels = level_sampler("selection", RULE_SELECTION_LEVELS, where=has_first_step)
-    sums = channel_sums(policy, render(levels), site=SITE)[:, chosen]
-    return rule_threshold(sums, np.array([guide(lv).first_step == "up" for lv in levels]))
+
+    def select() -> float:
+        levels = level_sampler("selection", RULE_SELECTION_LEVELS, where=has_first_step)
+        sums = channel_sums(policy, render(levels), site=SITE)[:, chosen]
+        return rule_threshold(sums, np.array([guide(lv).first_step == "up" for lv in levels]))
+
+    return float(selection_cache(f"PR-up-rule-channel-{chosen}", select))
 
 
 @pytest.mark.claim(
