@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import harness.stats.intervals as intervals  # noqa: E402
-from harness.stats.proportions import _newcombe_paired_bounds, _wilson_bounds, two_sided_z  # noqa: E402
+from harness.claims.calibration import paired_rate_misses, rate_misses  # noqa: E402
 
 ALPHA = 0.05
 FAMILIES = (8, 16)
@@ -47,24 +46,6 @@ def populations(real: dict[str, np.ndarray]) -> dict:
     return found
 
 
-def bounds(method: str, x: np.ndarray, counts: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's interval by ``method`` at ``confidence``; refused rows get NaN bounds."""
-    n = x.shape[1]
-    theta, se = x.mean(1), x.std(1, ddof=1) / np.sqrt(n)
-    if method == "t":
-        low, high = intervals.t_bounds(theta, se, n - 1, confidence)
-    else:
-        boot = x @ counts.T / n
-        if method == "bca":
-            low, high = intervals.bca_bounds(theta, np.sort(boot, 1), intervals.mean_acceleration(x), confidence)
-        else:
-            square = (x**2) @ counts.T / n
-            boot_se = np.sqrt(np.maximum(square - boot**2, 0) * n / (n - 1)) / np.sqrt(n)
-            low, high = intervals.studentized_bounds(theta, se, intervals.studentized(boot, boot_se, theta), confidence)
-    bad = intervals.refused(x, confidence, method) | ~np.isfinite(low) | ~np.isfinite(high)
-    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
-
-
 def simulate(draw, mean: float, n: int, reps: int, resamples: int, rng: np.random.Generator) -> dict:
     """(method, level) -> counts of [refused, miss below, miss above] over ``reps`` samples of size n."""
     tally = {(m, level): np.zeros(3, dtype=int) for m in METHODS for level in LEVELS}
@@ -73,11 +54,10 @@ def simulate(draw, mean: float, n: int, reps: int, resamples: int, rng: np.rando
     while done < reps:
         rows = min(batch, reps - done)
         x = draw(rng, (rows, n))
-        counts = np.zeros((resamples, n))
-        np.add.at(counts, (np.arange(resamples)[:, None], rng.integers(0, n, (resamples, n))), 1)
+        counts = intervals.resample_counts(n, resamples, rng)
         for method in METHODS:
             for level, confidence in LEVELS.items():
-                low, high = bounds(method, x, counts, confidence)
+                low, high = intervals.rows_bounds(method, x, counts, confidence)
                 tally[method, level] += [np.isnan(low).sum(), (mean < low).sum(), (mean > high).sum()]
         done += rows
     return tally
@@ -85,37 +65,26 @@ def simulate(draw, mean: float, n: int, reps: int, resamples: int, rng: np.rando
 
 def rate_table() -> None:
     """Exact one-sided misses of the rate intervals and Newcombe's paired interval, by enumeration."""
-    print("\nRates (exact, every outcome enumerated): miss below / above, % (nominal a side: "
+    print("\nRates (exact, every outcome enumerated): truth below / above the interval, % (nominal a side: "
           + ", ".join(f"{level} {100 * (1 - c) / 2:.3g}" for level, c in LEVELS.items()) + ")")
     for n in (64, 128, 256, 512):
         for p in (0.5, 0.8, 0.9, 0.95, 0.99):
-            k = np.arange(n + 1)
-            weight = stats.binom.pmf(k, n, p)
             cells = []
             for level, confidence in LEVELS.items():
-                wl, wh = _wilson_bounds(k, n, two_sided_z(confidence))
-                tail = (1 - confidence) / 2
-                cl = np.where(k > 0, stats.beta.ppf(tail, k, n - k + 1), 0.0)
-                ch = np.where(k < n, stats.beta.isf(tail, k + 1, n - k), 1.0)
-                for name, low, high in (("W", wl, wh), ("CP", cl, ch)):
-                    below, above = weight[p < low].sum(), weight[p > high].sum()
-                    flag = "!" if max(below, above) > 2 * tail else " "
-                    cells.append(f"{name} {level} {100 * below:5.2f}/{100 * above:5.2f}{flag}")
+                for name, method in (("W", "wilson"), ("CP", "clopper-pearson")):
+                    misses = rate_misses(p, n, confidence, method=method)
+                    flag = "!" if max(misses.truth_below, misses.truth_above) > 1 - confidence else " "
+                    cells.append(f"{name} {level} {100 * misses.truth_below:5.2f}/{100 * misses.truth_above:5.2f}{flag}")
             print(f"  n={n:<4d} p={p:<5g} " + "  ".join(cells))
-    print("\nMcNemar / Newcombe (exact over every 2x2 table): miss below / above, %")
+    print("\nMcNemar / Newcombe (exact over every 2x2 table): truth below / above the interval, %")
     for n in (32, 64, 128):
-        grid = np.array([(a, b, c, n - a - b - c) for a in range(n + 1) for b in range(n + 1 - a)
-                         for c in range(n + 1 - a - b)])
-        for cells_p in ((0.4, 0.1, 0.1, 0.4), (0.3, 0.05, 0.2, 0.45), (0.85, 0.02, 0.03, 0.10), (0.9, 0.0, 0.05, 0.05)):
-            weight = stats.multinomial.pmf(grid, n, cells_p)
-            truth = cells_p[2] - cells_p[1]
-            out = []
+        for cells in ((0.4, 0.1, 0.1, 0.4), (0.3, 0.05, 0.2, 0.45), (0.85, 0.02, 0.03, 0.10), (0.9, 0.0, 0.05, 0.05)):
+            shown = []
             for level, confidence in LEVELS.items():
-                low, high = _newcombe_paired_bounds(*grid.T, two_sided_z(confidence))
-                tail = (1 - confidence) / 2
-                below, above = weight[truth < low - 1e-12].sum(), weight[truth > high + 1e-12].sum()
-                out.append(f"{level} {100 * below:5.2f}/{100 * above:5.2f}{'!' if max(below, above) > 2 * tail else ' '}")
-            print(f"  n={n:<4d} cells={cells_p} " + "  ".join(out))
+                misses = paired_rate_misses(cells, n, confidence)
+                flag = "!" if max(misses.truth_below, misses.truth_above) > 1 - confidence else " "
+                shown.append(f"{level} {100 * misses.truth_below:5.2f}/{100 * misses.truth_above:5.2f}{flag}")
+            print(f"  n={n:<4d} cells={cells} " + "  ".join(shown))
 
 
 def main() -> None:

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from claims import test_behaviour as behaviour
 from claims import test_channels as channels
 from claims import test_probes as probes
+from claims import test_sae as sae_claims
 from harness.claims.calibration import Outcome, decide, declaration_of
 from harness.errors import SamplingError
 from harness.heist.actions import Action
@@ -146,6 +148,102 @@ def probe_verdicts(model: TabledCNN, frames: np.ndarray, quadrants: np.ndarray, 
     return {template: _verdict(template, result, n, probe=probe) for template in ("P1", "P1 bound 0.25")}
 
 
+# ------------------------------------------------------------ statistics at the claims' own level (items 12, 13)
+#
+# The cheap part, run by the default tests: each statistic a verdict uses, at the claims' level alpha/m and n, on
+# populations shaped like the claims' own data, with the population's mean placed exactly at the claim's bound
+# (the hardest null).  The supported rate there is the claim's size; it must not reach twice nominal.
+
+FAMILY = 8
+"""m of the shipped confirmatory family when this was written (B1-B3, CH1-CH3, P1, S1)."""
+CLAIM_CONFIDENCE = 1 - ALPHA / FAMILY
+"""The confidence a claim's interval is computed at: 99.375%."""
+NOMINAL_SIZE = ALPHA / FAMILY / 2
+"""A one-sided bound's nominal false-positive rate at CLAIM_CONFIDENCE: 0.3125%."""
+
+PER_LEVEL_VALUES = {
+    "CH1": (
+        "0.002797 0 0.2373 -0.004957 0 0 0.09127 0.02057 0.006863 0.6815 0.0008925 0.003121 0.001662 0.1943 0.000429 0 0 "
+        "0 -0.0003742 0.001613 0.0001704 0.00362 0.3963 0.0006318 0 0.003989 0 0.0003365 0 0 0.004492 0.00104 0 0 "
+        "0.000312 0.000154 0.0008522 -0.005137 -0.0002946 0.7264 0.08641 0.004783 -0.001875 0 0.06407 0.001331 -0.0001776 "
+        "0.002162 -0.001782 0.2936 0 0.04012 0.002764 0.2682 -0.000962 0.3761 -0.0001161 0.00231 0.2242 -0.00011 0.07737 "
+        "0.003812 0.000497 0 0.06191 0.01283 0.005994 0 0 0.1344 0.06543 0.02456 0.009464 0.002246 0.001687 -0.002781 0 0 "
+        "0 0 0.007586 0.0002611 0.01091 0.001271 -0.001274 0.1861 0.1228 0.001508 -0.004262 0.000241 0.4149 0.002512 0 "
+        "0.5484 0 0.09439 0.0002675 0 0.01444 0.01067 0.2075 0.0009156 0 0.007342 0 0 0.00206 -0.0002314 0 0.0452 0 0.076 "
+        "0.09639 0 0 0 0.5495 0.002441 0.0001158 -0.03428 0 -0.004497 0.0003419 -0.0009073 0 -0.03036 -0.0001836 0.03793 "
+        "0.1898 0.04158 -0.0002878 0.01973 0.008049 0.2884 0.4207 0.0001871 0.202 0.0008322 0.004588 -0.02077 -0.02194 "
+        "0.003173 0 0 0 0.6035 -0.003767 0.05144 0 0 -0.001775 0 0.1538 0.0004662 0.04803 0.006681 -0.0004898 0.002599 "
+        "0.01408 0 0 0.009829 0.0002731 0 0.05855 0.0729 0.0005056 0.006654 0.09953 0 0.001028 0.00755 0.002093 0.005827 "
+        "0 0.001217 0 0.09512 0.2013 0.003594 0.2669 0 -0.01963 0 0.5307 0.03988 0.000122 0.0004607 0.001805 0.003944 "
+        "0.001451 -0.05808 0 0.0003296 -0.1712 0.003979 0 0 0.03974 -0.07441 0.0009483 0.00608 0.001594 0.0005388 "
+        "0.0002247 0.002517 0.3157 0.001087 -0.1531 0.0001281 0 0.06954 0.001164 0.0001167 -0.01094 0.001792 0.01559 "
+        "0.7017 0 -0.001376 0.02868 0.4954 0 0 -0.0001545 0.09382 0.001874 0 0.0004116 0.1927 0.000104 -0.001541 0 "
+        "0.002856 -0.0004623 -0.001 0.004513 0.0007021 0.05622 0.07527 0.005512 0.0001679 0.008766 0.0007182 0.00029 "
+        "0.044 0.03899 0.06852 0.0003541 0 0 0.2761 0.003332 0.249 -0.0007792 0.2635 "
+    ),
+    "CH3": (
+        "0.6115 0.01691 0.3998 0.2686 0.05011 0.007501 0.907 0.6341 0.6229 0.682 0.7114 0.6062 0.5632 0.9768 0.3056 "
+        "0.01355 0.001569 0.02433 0.2563 0.1052 0.004603 0.6341 0.88 0.01579 0.02415 0.6835 0.002518 0.4411 0.03042 "
+        "0.0002027 0.6237 0.04538 0.002527 0.002374 0.239 0.3414 0.01552 0.8641 0.002191 0.8275 0.9554 0.4962 0.5078 "
+        "0.001736 0.9456 0.9884 0.652 0.02665 0.6081 0.9863 0.03973 0.6457 0.643 0.2123 0.01861 -0.02415 0.0249 0.0004624 "
+        "0.8825 0.02858 0.9856 0.9338 0.07016 0.0007311 0.9192 0.9868 0.9199 0.0008627 0.0001661 0.9838 0.1955 0.6751 "
+        "0.8707 0.1017 0.05517 0.8228 0.005149 0.001376 0.937 0.003789 0.9408 0.00448 0.313 0.007093 0.4918 0.9139 0.4004 "
+        "0.001457 0.1227 0.00122 0.9507 0.3727 0.0001746 0.5749 0.02614 0.972 0.0368 0.0002409 0.5936 0.5433 0.7011 "
+        "0.04015 0.002927 0.08487 0 0.008881 0.0272 0.07386 0.003499 0.8614 0.001143 0.0009114 0.6858 0.05721 0.0395 "
+        "0.2077 0.9816 0.02417 0.0007625 0.9416 0.02973 0.005355 0.02923 0.1911 0.0004163 0.9734 0.02728 0.2068 0.8232 "
+        "0.9352 0.0132 0.2298 0.02453 0.9292 0.9403 0.09477 0.06018 0.05716 0.008766 0.9794 0.007198 0.9235 0.3302 "
+        "0.008208 0.08747 0.9848 0.05849 0.1534 0.0334 0.002251 0.4071 0.001339 0.09148 0.002137 0.8319 0.9107 0.001474 "
+        "0.5644 0.02525 0.0004457 0.006106 0.07645 0.2027 0.01286 0.03058 0.9774 0.03943 0.03209 0.8446 0.0112 0.06966 "
+        "0.259 0.008676 0.0184 0.01634 0.9799 0.001006 0.9524 0.1144 0.1389 0.9767 0.01049 0.6537 0.001546 0.9765 0.07282 "
+        "0 0.02676 0.9762 0.7586 0.9203 0.966 0.005596 0.008074 0.853 0.01883 0.0001025 0.04908 0.1655 0.965 0.296 "
+        "0.01303 0.007724 0.01644 0.006263 0.03957 0.259 0.01587 0.7217 0.01165 0.0005065 0.9567 0.06347 0.04575 0.9834 "
+        "0.03448 0.057 0.1417 0.07113 0 0.6849 0.464 0.06079 0.001253 0.01858 0.9709 0.1475 0.009623 0.006641 0.8121 "
+        "0.03376 0.9835 0.005633 0.6497 0.03109 0.1831 0.2072 0.099 0.8801 0.2589 0.08822 0.0004402 0.01086 0.8759 "
+        "0.0001956 0.9486 0.9054 0.1873 0.002363 0.006551 0 0.9439 0.2933 0.9368 0.9677 0.2004 "
+    ),
+    "S2": (
+        "0 0 0 0 0 0 -0.2225 0 0.002649 0.2937 0.00547 0 -0.001828 0.0002392 0.003497 0.003257 0 0 0 0.001778 0 "
+        "-0.0007887 0 -0.01774 0.2227 0 0 0.06245 0 0.02974 -0.0004786 0.0002171 0 0.2412 0.06039 -0.000232 0 0.4239 "
+        "0.0271 0 0 0 -0.0002109 0 0.001781 -0.0004915 0 0.2691 0 0 0.007486 0.0001019 0.0004885 0 0.005616 0 0.01208 "
+        "0.0001135 0 0 0 -0.0001355 -0.002858 -0.0006493 0.6211 0.5781 0 0 0.01286 -0.00134 0 0.01011 -0.8336 0.1383 "
+        "0.1151 0 -0.003321 0 0.6296 0 0.4642 0 0 0 0 0 -0.000197 0 0 0.03713 0.02329 0 0 0.001861 -0.05827 0 0 0.1448 "
+        "0.005008 0 0 0 0.07026 0.0001031 0 -0.0003186 0.02098 -0.0493 0.01462 0.001333 -0.001941 0 0.8933 0 0 0 0.03874 "
+        "0 0 0.1174 0 0.7523 0 0 0 -0.0001037 -0.0002059 0.0002137 0 0 0.0009429 -0.000438 0 0.5296 0 0.01305 0 0.4219 0 "
+        "0 0.000919 -0.08405 0.0005081 0.0006478 0 -0.0003419 0 0.02328 0.0002521 0 0.006885 0.08707 -0.1714 0.002837 0 "
+        "-0.04239 0.000197 0.3322 0.0007362 0 0.002707 0 0 0.000169 0.1139 0.006299 -0.01922 0.004474 0 0 0.07296 0 "
+        "-0.0304 0.0007608 0.0006966 0.8804 -0.0003896 0 0 0 0 0.02427 0 -0.000249 0 0.004994 0 0 0.0006858 0.004411 "
+        "-0.01165 0.07192 0 0 -0.000225 0 0.1899 0 -0.01071 0 0.01206 0 0.007279 -0.0003333 -0.04734 0.002299 0.0002863 "
+        "-0.06012 0 0.004958 -0.08932 0 -0.0032 0.3034 0.0003523 0.2437 0.0002819 0 0 0 -0.001787 0 0 0.001261 0 0 0 "
+        "0.007587 -0.002785 0.1557 0 -0.0174 0.0193 -0.0001742 0.09173 -0.0009003 0.0002776 0 0 0 -0.002788 0 0 0.05658 "
+        "0.03059 0 -0.03677 -0.00853 0.03566 0.004488 0 0.0007942 -0.0002127 -0.001717 0 0 "
+    ),
+}
+"""Per-level values of the shipped claims on their confirmation levels (sampling seed 0, shipped policy and SAE,
+CH1's channel 6, CH3's group 6, 17, 5, S2's latent 15), to 4 significant digits: CH1's excess drop in P(UP)
+(skewness 3.1), CH3's group drop (0.7), S2's drop in P(oracle move) (2.5).  Regenerate with
+``python bench/bench_calibration.py --per-level-values OUT.npz``."""
+
+
+def claim_values(name: str) -> np.ndarray:
+    """The per-level values of shipped claim ``name`` (:data:`PER_LEVEL_VALUES`)."""
+    return np.array("".join(PER_LEVEL_VALUES[name]).split(), dtype=float)
+
+
+def at_bound(values: np.ndarray, bound: float) -> np.ndarray:
+    """``values`` shifted so that their mean is exactly ``bound``: a null placed on the bound."""
+    return values - values.mean() + bound
+
+
+BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 256), "CH3": (channels.MIN_GROUP_DROP, 256),
+                    "S2": (sae_claims.MIN_LATENT_DROP, 256)}
+"""Claims whose verdict is a bootstrap interval of a mean: their lower bound and n."""
+RATE_CLAIMS = {"B1": (behaviour.MIN_SUCCESS, 512), "B3": (behaviour.MIN_IN_ORDER, 256),
+               "S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}
+"""Claims whose verdict is a Wilson interval of a rate: their lower bound and n."""
+B2 = (behaviour.GEM_MOVE_MARGIN, 256)
+"""B2's equivalence margin and n (exact McNemar with Newcombe's interval)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Design:
     """Sizes of one repetition: levels to select channels on, the claims' n, null draws, probe training states."""
@@ -180,6 +278,11 @@ def true_by_construction(template: str, model: str) -> bool:
     return model == PLANTED and template != RANDOM_GROUP
 
 
+MEASURED_TRUTH = ("CH1 bound 0", "CH3 bound 0", "McNemar")
+"""Templates whose truth on a null network is measured (:func:`channel_truths`): at bound 0 a random network's
+selected channel truly lowers P(UP) a little, and zeroing one may truly change the argmax.  At the declared
+bounds (CH1, CH3) nothing is wired to UP, so a null network's claim is false by construction and every "supported"
+there counts as a false positive: the claim's own statistic never relabels a null as true."""
 _TRUTH_SEEDS = 1_000_000
 """Offset of the seeds that draw the truth levels (apart from every repetition's own)."""
 _GROUP_SEEDS = 2_000_000
@@ -231,7 +334,8 @@ def repetition(rep: int, design: Design) -> dict[tuple[str, str], Outcome]:
         truths = {} if name == PLANTED else channel_truths(channel_model(name, truth_sample, truth_up, seed=seed),
                                                            truth_sample.frames, ranked, null_sets=design.null_sets,
                                                            seed=seed)
-        outcomes |= {(template, name): Outcome(verdict, truths.get(template, true_by_construction(template, name)))
+        outcomes |= {(template, name): Outcome(verdict, truths[template] if template in MEASURED_TRUTH and truths
+                                               else true_by_construction(template, name))
                      for template, verdict in found.items()}
     seed = 2 * rep + 1
     sample, quadrants = probe_sample(design.train + design.n, seed=seed)

@@ -1,6 +1,14 @@
-"""Calibration of the shipped claims on planted mechanisms (docs/statistics.md item 9).
+"""Calibration of the shipped claims: statistics at the claims' own level, then planted mechanisms
+(docs/statistics.md items 9, 12 and 13).
 
-First, the planted models hold their truth by construction.  Then the claims' own functions (CH1, CH3, P1, and a
+Default (cheap): each statistic a shipped verdict uses (the bootstrap of CH1, CH3 and S2, the Wilson interval of
+B1, B3, S1 and P1, Newcombe's interval of B2) at the claims' confidence 1 - alpha/8 and their n, on populations
+shaped like the claims' own per-level values, with the mean placed exactly on the claim's bound: its supported
+rate there (its size) must stay below twice nominal (0.625% against 0.3125%); and the same check fails on a
+method known to break its level, so it can fail.
+
+The planted models hold their truth by construction (default).  Slow (``-m slow``; the figures come from
+``bench/bench_calibration.py``): the claims' own functions (CH1, CH3, P1, and a
 McNemar design; see tests/calibration.py) run through ``Claim.check`` at alpha 0.05 on planted and null models,
 each repetition on fresh calibration levels and model seeds.  Where the claim is false (by construction, or for the
 channel claims on null networks as measured on many fresh levels: selection can make them true of a random
@@ -8,17 +16,20 @@ network), its supported rate must be consistent with alpha: the lower end of its
 most alpha (a template at exactly alpha fails with probability at most 2.5%).  On planted mechanisms the power must
 be consistent with 0.8, the power statistics.md plans claims for: the upper end of its interval at least 0.8.  The
 planted effects are large (P(UP) 0.07 -> 0.17 on every target-up level; a code as large as conv3a's own spread),
-so a template that misses them more often than that is broken.  Quick: 10 repetitions; ``-m slow``: 40 more.
+so a template that misses them more often than that is broken.  10 repetitions, then 40 more.
 """
 
 import numpy as np
 import pytest
 import torch
-from calibration import ALPHA, CELLS, TEMPLATES, Design, calibrate, true_by_construction
+from calibration import (ALPHA, B2, BOOTSTRAP_CLAIMS, CELLS, CLAIM_CONFIDENCE, NOMINAL_SIZE, RATE_CLAIMS, TEMPLATES,
+                         Design, at_bound, calibrate, claim_values, true_by_construction)
 
 from claims import test_channels as channels
 from claims import test_probes as probes
-from harness.claims.calibration import false_positive_rate, power, rate
+import harness.stats.intervals as intervals
+from harness.claims.calibration import (false_positive_rate, interval_misses, paired_rate_misses, power, rate,
+                                        rate_misses)
 from harness.errors import ObservationError, PlantedModelError
 from harness.heist.actions import Action
 from harness.heist.sampling import sample_levels
@@ -163,6 +174,60 @@ def test_null_sets_drawn_outside_the_group_would_break_alpha():
     assert fpr.ci_low > ALPHA, f"false-positive rate {fpr.describe()}"
 
 
+# ---------------------------------------------------------------- statistics at the claims' own level (cheap)
+
+SIZE_SAMPLES = 8000
+"""Samples per claim: at nominal 0.3125% about 25 false positives are expected, at twice nominal 50."""
+
+
+def _size_message(name, misses) -> str:
+    return (f"{name}: lower bound above the truth in {100 * misses.truth_below:.3f}% of samples, upper bound below "
+            f"it in {100 * misses.truth_above:.3f}% (nominal {100 * NOMINAL_SIZE:.4g}% each), "
+            f"{100 * misses.refused:.0f}% refused, {misses.samples} samples")
+
+
+@pytest.mark.parametrize("name", sorted(BOOTSTRAP_CLAIMS))
+def test_bootstrap_claims_hold_their_size_with_the_mean_exactly_on_the_bound(name):
+    """The claim's own side (a lower bound).  The other side, an upper-bound claim on data of this shape, is
+    reported by bench/bench_calibration.py: on S2's shape at n=256 it misses 0.7%, above twice nominal."""
+    bound, n = BOOTSTRAP_CLAIMS[name]
+    misses = interval_misses(at_bound(claim_values(name), bound), n, CLAIM_CONFIDENCE, samples=SIZE_SAMPLES,
+                             resamples=999, seed=1)
+    assert misses.truth_below < 2 * NOMINAL_SIZE, _size_message(name, misses)
+
+
+@pytest.mark.parametrize("name", sorted(RATE_CLAIMS))
+def test_rate_claims_hold_their_size_with_the_rate_exactly_on_the_bound(name):
+    bound, n = RATE_CLAIMS[name]
+    misses = rate_misses(bound, n, CLAIM_CONFIDENCE, method="wilson")
+    assert misses.truth_below < 2 * NOMINAL_SIZE, _size_message(name, misses)
+
+
+@pytest.mark.parametrize("n", [128, pytest.param(B2[1], marks=pytest.mark.slow)])
+def test_b2_equivalence_holds_its_size_with_the_change_exactly_on_the_margin(n):
+    """B2 is supported when Newcombe's interval lies inside (-margin, margin); at a change of exactly +-margin that
+    is a false positive.  Discordance as in a policy that rarely changes its outcome (2-15% of pairs)."""
+    margin = B2[0]
+    for cells in [(0.75, 0.02, 0.02 + margin, 0.21 - margin), (0.70, 0.05 + margin, 0.05, 0.20 - margin)]:
+        misses = paired_rate_misses(cells, n, CLAIM_CONFIDENCE)
+        size = misses.truth_above if cells[2] > cells[1] else misses.truth_below
+        assert size < 2 * NOMINAL_SIZE, (cells, misses)
+
+
+def test_the_size_check_fails_on_a_method_that_breaks_its_level(monkeypatch):
+    """Without its minimum n, the studentized bootstrap at n=64 on CH1-shaped data puts its upper bound below the
+    mean about three times as often as nominal (an upper-bound claim's false positive; bench/bench_coverage.py):
+    the check above must catch that."""
+    monkeypatch.setattr(intervals, "STUDENTIZED_SHARE", 0.0)
+    monkeypatch.setitem(intervals.MIN_N, "studentized", 2)
+    misses = interval_misses(at_bound(claim_values("CH1"), 0.01), 64, CLAIM_CONFIDENCE, samples=SIZE_SAMPLES,
+                             resamples=999, seed=1)
+    assert misses.refused == 0 and misses.truth_above > 2 * NOMINAL_SIZE, _size_message("CH1 at n=64", misses)
+
+
+# ------------------------------------------------------------------------------ planted models (slow: bench)
+
+
 @pytest.fixture(scope="module")
 def quick():
     return calibrate(QUICK_REPS, QUICK)
@@ -189,19 +254,23 @@ def _check_power(cells) -> None:
     assert not too_low, f"power below {MIN_POWER}: {too_low}"
 
 
+@pytest.mark.slow
 def test_every_repetition_decides_every_cell(quick):
     assert set(quick) == set(CELLS)
     assert all(len(outcomes) == len(QUICK_REPS) for outcomes in quick.values())
 
 
+@pytest.mark.slow
 def test_null_models_are_rarely_supported_where_the_claim_is_false(quick):
     _check_false_positive_rates(quick)
 
 
+@pytest.mark.slow
 def test_planted_mechanisms_are_found(quick):
     _check_power(quick)
 
 
+@pytest.mark.slow
 def test_bound_zero_channel_claims_are_true_of_random_networks(quick):
     """Why CH1 and CH3 declare a minimum effect: the channel (or group) selected as most UP-lowering in a freshly
     initialised network truly lowers P(UP) more than the others (by ~1e-3), so at bound 0 the claim holds where

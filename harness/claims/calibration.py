@@ -1,9 +1,15 @@
-"""Calibrating claims on models whose truth is known (docs/statistics.md item 9): a claim's own declaration, the
-verdict :meth:`~harness.claims.claim.Claim.check` gives a result when the claim is tested alone, and the rate of
-"supported" over repetitions, split by whether the claim was true (power) or false (false-positive rate).
+"""Calibrating claims (docs/statistics.md items 9, 12 and 13).
 
-Run a claim's science function on planted and null models (:mod:`harness.policy.planted`), decide each result
-with :func:`decide`, and summarise the :class:`Outcome` list of each (claim, model) cell.
+On models whose truth is known: a claim's own declaration, the verdict :meth:`~harness.claims.claim.Claim.check`
+gives a result when the claim is tested alone, and the rate of "supported" over repetitions, split by whether the
+claim was true (power) or false (false-positive rate).  Run a claim's science function on planted and null models
+(:mod:`harness.policy.planted`), decide each result with :func:`decide`, and summarise the :class:`Outcome` list
+of each (claim, model) cell.
+
+On populations whose mean is known: how often a statistic's interval misses below and above at a claim's own
+confidence and n (:func:`interval_misses` by simulation with the statistics' own bound code, :func:`rate_misses`
+and :func:`paired_rate_misses` exactly).  Place the population's mean exactly at a claim's bound and the miss on
+the supporting side is the claim's false-positive rate there (its size), the hardest null there is.
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from scipy import special, stats
+
+import harness.stats.intervals as intervals
 from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
 from harness.errors import ClaimError
 from harness.stats import Estimate, clopper_pearson_interval
+from harness.stats.proportions import _newcombe_paired_bounds, _wilson_bounds, two_sided_z
 
-__all__ = ["Outcome", "decide", "declaration_of", "false_positive_rate", "power", "rate"]
+__all__ = ["Misses", "Outcome", "decide", "declaration_of", "false_positive_rate", "interval_misses",
+           "paired_rate_misses", "power", "rate", "rate_misses"]
 
 
 def declaration_of(test: Callable) -> dict[str, Any]:
@@ -65,3 +77,75 @@ def power(outcomes: list[Outcome]) -> Estimate | None:
     """The rate of "supported" where the claim is true (None if it was false in every repetition)."""
     verdicts = [o.verdict for o in outcomes if o.true]
     return rate(verdicts) if verdicts else None
+
+
+# ------------------------------------------------------------------------- intervals on known populations
+
+
+@dataclass(frozen=True)
+class Misses:
+    """Shares of samples whose interval lay wholly above the true value (``truth_below``: a lower bound too
+    high, the false positive of a lower-bound claim at its bound), wholly below it (``truth_above``), or that the
+    method refused (``refused``: no interval, so no verdict), out of ``samples`` (0 for an exact enumeration)."""
+
+    truth_below: float
+    truth_above: float
+    refused: float
+    samples: int
+
+    @property
+    def coverage(self) -> float:
+        """Share of the intervals given that contain the true value."""
+        given = 1 - self.refused
+        return 1 - (self.truth_below + self.truth_above) / given if given > 0 else float("nan")
+
+
+def interval_misses(population: np.ndarray, n: int, confidence: float, *, method: str = "studentized",
+                    samples: int = 10_000, resamples: int = 1999, seed: int = 0) -> Misses:
+    """Draw ``samples`` samples of ``n`` values from ``population`` (with replacement, so the true mean is the
+    population's) and compute each one's interval for the mean with the statistics' own code
+    (:func:`harness.stats.intervals.rows_bounds`, ``method`` "studentized", "bca" or "t")::
+
+        interval_misses(ch1_values - ch1_values.mean() + 0.01, 256, 1 - 0.05 / 8).truth_below  # size at 0.01
+    """
+    population = np.asarray(population, dtype=float)
+    mean, rng = float(population.mean()), np.random.default_rng(seed)
+    counts = np.zeros(3)
+    rows = max(1, 2_000_000 // (8 * n))
+    for start in range(0, samples, rows):
+        x = population[rng.integers(0, population.size, (min(rows, samples - start), n))]
+        low, high = intervals.rows_bounds(method, x, intervals.resample_counts(n, resamples, rng), confidence)
+        counts += [np.sum(mean < low), np.sum(mean > high), np.sum(np.isnan(low))]
+    below, above, refused = counts / samples
+    return Misses(truth_below=below, truth_above=above, refused=refused, samples=samples)
+
+
+def rate_misses(p: float, n: int, confidence: float, *, method: str = "wilson") -> Misses:
+    """Exact misses of the Wilson or Clopper-Pearson interval for a rate p from n outcomes (every count)."""
+    k = np.arange(n + 1)
+    if method == "wilson":
+        low, high = _wilson_bounds(k, n, two_sided_z(confidence))
+    else:
+        tail = (1 - confidence) / 2
+        low = np.where(k > 0, stats.beta.ppf(tail, np.maximum(k, 1), n - k + 1), 0.0)
+        high = np.where(k < n, stats.beta.isf(tail, k + 1, np.maximum(n - k, 1)), 1.0)
+    weight = stats.binom.pmf(k, n, p)
+    return Misses(truth_below=float(weight[p < low].sum()), truth_above=float(weight[p > high].sum()), refused=0.0,
+                  samples=0)
+
+
+def paired_rate_misses(cells: tuple[float, float, float, float], n: int, confidence: float) -> Misses:
+    """Exact misses of Newcombe's interval (:func:`~harness.stats.mcnemar_exact`) for P(after) - P(before) when
+    the pairs fall in (both, before only, after only, neither) with probabilities ``cells`` (every 2x2 table)."""
+    a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    grid = [(a[a + b <= n - c], b[a + b <= n - c], np.full(np.sum(a + b <= n - c), c)) for c in range(n + 1)]
+    both, before, after = (np.concatenate(parts) for parts in zip(*grid, strict=True))
+    neither = n - both - before - after
+    low, high = _newcombe_paired_bounds(both, before, after, neither, two_sided_z(confidence))
+    counts = np.stack([both, before, after, neither], 1)
+    weight = np.exp(special.gammaln(n + 1) - special.gammaln(counts + 1).sum(1)
+                    + special.xlogy(counts, np.asarray(cells, dtype=float)).sum(1))
+    truth = cells[2] - cells[1]
+    slack = 1e-12  # a bound equal to the truth up to rounding covers it
+    return Misses(truth_below=float(weight[truth < low - slack].sum()),
+                  truth_above=float(weight[truth > high + slack].sum()), refused=0.0, samples=0)

@@ -11,7 +11,7 @@ t interval is, to first order (Hall 1992, the Edgeworth expansion of the student
 stays below the nominal tail (so the miss stays below twice nominal) once
 ``n >= ((2 z^2 + 1) phi(z) / (6 tail))^2 gamma^2``.  The studentized bootstrap removes that first-order term, and
 measured on lognormal, zero-inflated and rare-binary populations (``bench/bench_coverage.py``,
-docs/statistics.md) it needs :data:`STUDENTIZED_SHARE` of that n.  ``gamma`` is estimated by the sample's
+docs/statistics.md) it needs :data:`STUDENTIZED_SHARE` of that n; BCa is held to the same n.  ``gamma`` is estimated by the sample's
 adjusted skewness G1; a sample whose values are all equal has no spread to resample and is refused at any n.
 """
 
@@ -22,8 +22,10 @@ from scipy import special, stats
 
 MIN_N = {"t": 8, "studentized": 16, "bca": 16}
 """Smallest n each method accepts whatever the data."""
-STUDENTIZED_SHARE = 0.25
-"""The studentized bootstrap's minimum n as a share of the t interval's (measured: bench/bench_coverage.py)."""
+STUDENTIZED_SHARE = 0.5
+"""The studentized bootstrap's minimum n as a share of the t interval's: the smallest share of 0.25, 0.5 and 1 at
+which lognormal(0, 1) samples keep the miss below twice nominal at alpha/8 and alpha/16 for n = 64..512
+(bench/bench_coverage.py; 0.25 let 0.6-1.1% through at alpha/8 against 0.625% allowed)."""
 METHOD_NAMES = {"t": "t interval", "studentized": "studentized bootstrap", "bca": "BCa bootstrap"}
 
 
@@ -136,7 +138,7 @@ def studentized(boot: np.ndarray, boot_se: np.ndarray, theta: np.ndarray) -> np.
     theta = np.asarray(theta, dtype=float)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (boot - theta) / boot_se
-    t = np.where(boot_se > 0, t, np.sign(boot - theta) * np.inf)
+    t = np.where(boot_se > 0, t, np.where(boot > theta, np.inf, np.where(boot < theta, -np.inf, 0.0)))
     return np.sort(np.nan_to_num(t, nan=0.0, posinf=np.inf, neginf=-np.inf), -1)
 
 
@@ -144,3 +146,31 @@ def t_bounds(mean: np.ndarray, se: np.ndarray, df: int, confidence: float) -> tu
     """The t interval ``mean -+ t(df) se`` per row."""
     half = stats.t.isf(tail_of(confidence), df) * se
     return mean - half, mean + half
+
+
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of n units appears in each of ``resamples`` bootstrap resamples, shape (resamples, n)."""
+    counts = np.zeros((resamples, n))
+    np.add.at(counts, (np.arange(resamples)[:, None], rng.integers(0, n, (resamples, n))), 1)
+    return counts
+
+
+def rows_bounds(method: str, values: np.ndarray, counts: np.ndarray,
+                confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The interval ``method`` gives the mean of each row of ``values`` (rows, n) at ``confidence``, resampling
+    every row by ``counts`` (:func:`resample_counts`); NaN where the method refuses the row (no spread, n too small
+    for its skewness, an unbounded interval).  The statistics' own code, for simulating many samples at once."""
+    n = values.shape[-1]
+    theta, se = values.mean(-1), values.std(-1, ddof=1) / np.sqrt(n)
+    if method == "t":
+        low, high = t_bounds(theta, se, n - 1, confidence)
+    else:
+        boot = values @ counts.T / n
+        if method == "bca":
+            low, high = bca_bounds(theta, np.sort(boot, -1), mean_acceleration(values), confidence)
+        else:
+            square = (values**2) @ counts.T / n
+            boot_se = np.sqrt(np.maximum(square - boot**2, 0) * n / (n - 1)) / np.sqrt(n)
+            low, high = studentized_bounds(theta, se, studentized(boot, boot_se, theta), confidence)
+    bad = refused(values, confidence, method) | ~np.isfinite(low) | ~np.isfinite(high)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
