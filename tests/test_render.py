@@ -128,9 +128,9 @@ def test_an_edit_changes_pixels_only_where_predicted(pair):
     before, after = render([pair.base, pair.edited])
     changed = (before != after).any(axis=-1)
     boxes = changed_boxes(pair)
-    assert not (changed & ~np.logical_or.reduce(boxes)).any(), f"{pair.detail}: pixels changed outside the boxes"
+    assert not (changed & ~np.logical_or.reduce(boxes)).any(), f"{pair.edit}: pixels changed outside the boxes"
     for box in boxes:
-        assert (changed & box).any(), f"{pair.detail}: nothing changed in a predicted box"
+        assert (changed & box).any(), f"{pair.edit}: nothing changed in a predicted box"
 
 
 def far_cell(level: HeistLevel, origin: tuple[int, int], min_distance: int) -> tuple[int, int]:

@@ -14,8 +14,9 @@ from harness.errors import LevelEditError
 from harness.heist.levels import LOCK
 from harness.heist.engine import MODES
 from harness.heist.sampling import seed_range
-from harness.heist.strategies import (FACTORS, POOL_SIZE, CounterfactualPair, check_single_factor, counterfactual_pairs,
-                                differing_parts, edited_levels, levels, pool_level)
+from harness.heist.pairs import Pair
+from harness.heist.strategies import (FACTORS, POOL_SIZE, check_single_factor, counterfactual_pairs, differing_parts,
+                                      edited_levels, levels, pool_level)
 
 START = seed_range("calibration").start
 
@@ -51,7 +52,7 @@ def test_pairs_differ_in_their_factor_only(factor, data):
     """Checked field by field here, independently of check_single_factor."""
     pair = data.draw(counterfactual_pairs(factors=(factor,), modes=MODES))
     base, edited = pair.base, pair.edited
-    assert isinstance(pair, CounterfactualPair) and pair.factor == factor and pair.detail
+    assert isinstance(pair, Pair) and pair.factor == factor and pair.edit
     others = {f.name for f in dataclasses.fields(base)} - {"entities", "cells", "has_keys"}
     assert all(getattr(base, f) == getattr(edited, f) for f in others)
     assert (base.cells != edited.cells) == (factor == "wall")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
 from typing import Callable
 
 from hypothesis import assume
@@ -155,16 +154,6 @@ def edited_levels(draw, *, modes: tuple[str, ...] = ("easy",), max_edits: int = 
 
 
 # ------------------------------------------------------------------------------------------------- pairs
-@dataclass(frozen=True, kw_only=True)
-class CounterfactualPair:
-    """Two levels that differ in exactly one named factor; ``detail`` says how (e.g. "gem (3, 4) -> (4, 4)")."""
-
-    factor: str
-    detail: str
-    base: HeistLevel
-    edited: HeistLevel
-
-
 # Parts of a level (see differing_parts) each factor may change.
 _FACTOR_PARTS = {"gem_cell": "gem", "key_cell": "key", "lock": "lock", "wall": "cells", "agent_cell": "agent",
                  "held_key": "has_keys"}
@@ -212,7 +201,7 @@ def check_single_factor(factor: str, base: HeistLevel, edited: HeistLevel) -> No
 
 @st.composite
 def counterfactual_pairs(draw, *, factors: tuple[str, ...] = FACTORS,
-                         modes: tuple[str, ...] = ("easy",)) -> CounterfactualPair:
+                         modes: tuple[str, ...] = ("easy",)) -> Pair:
     """A generated level and the same level with one factor changed (checked with :func:`check_single_factor`):
     the gem or a key moved, a lock removed, a wall added or cleared, the agent moved, a key given or taken."""
     if not factors or any(f not in FACTORS for f in factors):
@@ -222,7 +211,7 @@ def counterfactual_pairs(draw, *, factors: tuple[str, ...] = FACTORS,
     base = draw(levels(modes=modes).filter(applies))
     edited, detail = edit(draw, base)
     check_single_factor(factor, base, edited)
-    return CounterfactualPair(factor=factor, detail=detail, base=base, edited=edited)
+    return Pair.between(factor, detail, base, edited)
 
 
 class _Drawn:
