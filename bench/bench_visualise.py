@@ -2,18 +2,17 @@
 
 For each batch size, ``visualise`` (default parameterisation and robustness, 256 steps unless told) maximises one
 conv4a channel's mean; the figure is wall-clock seconds divided by the number of restarts, median over rounds.
-The colour transform is computed (and cached) before timing.  Torch's intra-op threads are as the environment
-sets them (``OMP_NUM_THREADS``); on a shared, loaded machine one thread is much faster than two, so the thread
-count is printed with the figures.
+The colour transform is computed (and cached) before timing.  The ascent itself runs on one intra-op thread
+(see harness.lenses.visualise); the final measurements through ``run`` use the environment's threads.
 Run: ``python bench/bench_visualise.py [--steps 256] [--batches 1 4 16] [--rounds 3]``.
 """
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
 
-import torch
 
 from harness import load_policy
 from harness.lenses.visualise import Objective, heist_colour_transform, visualise
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     policy = load_policy(POLICY)
     heist_colour_transform()
-    print(f"torch threads: {torch.get_num_threads()}, {args.steps} steps, conv4a:{args.channel} (mean)")
+    print(f"{args.steps} steps, conv4a:{args.channel} (mean), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     for batch in args.batches:
         times = []
         for round_ in range(args.rounds):

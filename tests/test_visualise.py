@@ -99,10 +99,12 @@ def test_same_seed_same_images_other_seed_other_images(planted, mean_red):
     assert not np.array_equal(other.images, mean_red.images[:, :, :])
 
 
-def test_policy_is_left_as_it_was(planted):
+def test_policy_and_threads_are_left_as_they_were(planted):
     planted.train()
+    threads = torch.get_num_threads()
     visualise(planted, Objective(site="conv4a", channel=CHANNEL), restarts=1, steps=2, colour=COLOUR)
     assert planted.training and all(p.grad is None for p in planted.parameters())
+    assert torch.get_num_threads() == threads
     planted.eval()
 
 

@@ -21,6 +21,11 @@ spectrum gets gradients (``torch.autograd.grad``), so the model's ``.grad`` stay
 are quantised to uint8 and measured again through ``run``: the reported values are what the policy gives on
 real frames.
 
+Threads: the ascent runs with one torch intra-op thread (``torch.set_num_threads(1)``, restored after).  Forward
+and backward passes on batches of 2-16 images gain nothing from a second thread and, on a busy machine, lose
+badly: on two shared cores (load 20) one image-step took 53-70 ms with one thread and 266-1355 ms with two, which
+also burnt 5-20 times the CPU time spinning (bench/bench_visualise.py).
+
 Everything random (the initial spectra, every transform) comes from one CPU ``torch.Generator`` seeded with
 ``seed``: on CPU the same call gives the same images, bit for bit.  The ascent runs on the policy's device
 (untested on GPUs, where convolutions need not be deterministic).
@@ -261,8 +266,9 @@ def visualise(policy: nn.Module, objective: Objective, *, restarts: int = 4, ste
     optimiser = torch.optim.Adam([spectrum], lr=lr)
     captured: list[Tensor] = []
     trace = np.empty((restarts, steps), dtype=np.float32)
-    was_training = policy.training
+    was_training, threads = policy.training, torch.get_num_threads()
     policy.eval()
+    torch.set_num_threads(1)
     try:
         with hooked(policy, [(objective.site, lambda out: captured.append(out) or out)]):
             for step in range(steps):
@@ -273,6 +279,7 @@ def visualise(policy: nn.Module, objective: Objective, *, restarts: int = 4, ste
                 optimiser.step()
                 trace[:, step] = value.detach().cpu().numpy()
     finally:
+        torch.set_num_threads(threads)
         policy.train(was_training)
     with torch.no_grad():
         floats = _images(spectrum, colour_t).permute(0, 2, 3, 1)
