@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 
@@ -78,3 +79,28 @@ def test_moves_toward_counts_the_diagonals():
     assert not set(moves_toward(Action.LEFT)) & set(moves_toward(Action.RIGHT))
     with pytest.raises(ActionError, match="moves nowhere"):
         moves_toward(Action.NOOP_9)
+
+
+def test_d1_preference_reads_the_moves_toward_each_entity():
+    """The claim's measure on a policy that always moves UP: +1 where the target's way is up, -1 where the other
+    entity's is, 0 where neither is."""
+    import torch
+    from torch import nn
+
+    from claims.test_decisions import preference_for_target
+
+    class AlwaysUp(nn.Module):
+        SITES = {}
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(15))
+
+        def forward(self, x):
+            logits = torch.full((len(x), 15), -30.0) + self.bias
+            logits[:, Action.UP] = 30.0
+            return logits, torch.zeros(len(x))
+
+    squares = sample_decision_squares("calibration", 12, seed=2)
+    expected = [1.0 if s.toward_target == Action.UP else -1.0 if s.toward_other == Action.UP else 0.0 for s in squares]
+    assert np.allclose(preference_for_target(AlwaysUp(), squares), expected)
+    assert len(set(expected)) > 1
