@@ -12,24 +12,26 @@ another entity part cleanly) and the policy's first move is read from one frame.
 counts for both and cancels in the difference.
 
 D1. On generated confirmation levels, at a decision square (on these levels the other entity is almost always the
-    target key's own lock, which the maze shows but which cannot be opened yet), P(move toward the target) exceeds
-    P(move toward the other entity) by more than MIN_PREFERENCE on average (paired per square, bootstrap).
+    target key's own lock, which the maze shows but which cannot be opened yet), the policy prefers the target's
+    way (P(move toward the target) > P(move toward the other entity)) on more than MIN_SHARE of squares
+    (Clopper-Pearson).
 D2. On lock-free confirmation levels with an unneeded key added off the oracle's route (the ``distractor_key`` pair
     family of :mod:`harness.heist.pairs`), at the decision square between the gem and that key, the policy prefers
     the gem's way (P(toward gem) > P(toward key)) on more than MIN_SHARE of squares (Clopper-Pearson).
     claims/test_rollouts.py R2 asks the behavioural side of the same question (does the agent pick up the
     unneeded key first?).
 
-MIN_PREFERENCE = 0.10, fixed before any data: an agent indifferent between the two ways scores 0; ten points of
-probability is the smallest preference we would call "moves toward the target" rather than a tilt of a 15-way
-softmax (a uniform policy puts 0.2 on each triple of moves).
+MIN_SHARE = 0.5: "more often than not", the plainest reading of "prefers"; an agent indifferent between the two
+ways sits at it.
 
-D2's statistic was changed once, before any verdict: first declared like D1 (mean difference above 0.10,
-studentized bootstrap), its first run was refused by the bootstrap (skewness 9.2: nearly every square sat at
-one end of [-1, 1], where no bootstrap interval of the mean holds its level at n=128).  It is now the share of
-squares where the gem's way is the more probable, against MIN_SHARE = 0.5 ("more often than not", the plainest
-reading of "prefers the gem"); an exact binomial interval has no such failure.  The direction of the data was
-seen when the bootstrap refused; the new bound is the neutral one, not one tuned to it.
+History (both statistics changed once, for validity, not for the verdict): both claims were first declared as
+the mean of P(toward target) - P(toward other) above 0.10 with the studentized bootstrap.  The bootstrap refused
+D2's sample on its first run (skewness 9.2: nearly every square at one end of [-1, 1]) and D1's on its second,
+at the confidence of a larger family (skewness -3.2, n >= 161 needed at 98.3%, more at the suite's level), while
+D1's first run, at 97.5%, had been supported (0.849 [0.725, 0.924]).  Per-square preferences pile up at +-1 (the
+policy is nearly deterministic at a fork), where no bootstrap interval of the mean holds its level at these n;
+the share of squares with an exact binomial interval has no such failure and reads the same question.  The
+direction of both samples was seen when the bootstrap refused; the new bound is the neutral one, not tuned to it.
 """
 
 import numpy as np
@@ -38,9 +40,8 @@ import pytest
 from harness import render, render_hires, run
 from harness.heist.decisions import decision_squares, moves_toward
 from harness.heist.pairs import distractor_key
-from harness.stats import paired_bootstrap, proportion
+from harness.stats import proportion
 
-MIN_PREFERENCE = 0.10
 MIN_SHARE = 0.5
 
 
@@ -72,16 +73,16 @@ def distractor_square(level):
 
 @pytest.mark.claim(
     id="D1-decision-square-target",
-    statement=f"At decision squares of generated levels, the policy moves toward its current target rather than "
-              f"the other entity: P(toward target) - P(toward other) > {MIN_PREFERENCE}.",
-    sites=["policy"], metric="P(toward target) - P(toward other)", lower_bound_above=MIN_PREFERENCE,
+    statement=f"At decision squares of generated levels, the policy prefers the way to its current target to the "
+              f"way to the other entity on more than {MIN_SHARE:.0%} of squares.",
+    sites=["policy"], metric="share of squares with P(toward target) > P(toward other)", lower_bound_above=MIN_SHARE,
     seeds="confirmation", n=128, unit="levels",
 )
 def test_moves_toward_target_at_decision_squares(claim, policy, sample_levels):
     squares = [first_square(level) for level in sample_levels(where=lambda level: first_square(level) is not None)]
     claim.attach(render_hires([squares[0].level])[0], f"decision square: target {squares[0].target} "
                  f"({squares[0].toward_target.direction}), other {squares[0].other} ({squares[0].toward_other.direction})")
-    claim.check(paired_bootstrap(preference_for_target(policy, squares), confidence=claim.confidence))
+    claim.check(proportion(preference_for_target(policy, squares) > 0, confidence=claim.confidence))
 
 
 @pytest.mark.claim(
