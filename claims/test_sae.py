@@ -3,9 +3,13 @@
 S1. The SAE is faithful enough to study the policy through it: spliced in place of conv4a *without* its error
     term, it keeps the agent's most likely action on more than 80% of confirmation frames.
 S2. (exploratory) One SAE latent steers the agent toward its target: the conv4a latent whose zeroing most lowers
-    the probability of the oracle's move on selection levels lowers it on confirmation levels by more than 0.02,
-    and by more than random latents of matched firing rate do (SAE spliced with its error term, so only the
-    zeroed latent differs from the clean policy).
+    the probability of the oracle's move on selection levels lowers it on confirmation levels by more than 0.02
+    more than zeroing a latent of matched firing rate does (per level: its drop minus the mean drop of every other
+    latent whose firing rate is within 50% of its own; paired bootstrap over levels).  SAE spliced with its error
+    term, so only the zeroed latent differs from the clean policy.
+    Until issue 21 this was a permutation test of the drop against 100 matched latents; those were draws with
+    repeats from the 16 latents that match the selected one (latent 15), and a null of 16 distinct latents can
+    never give p below 1/17, so the comparison is now per level against all of them, as CH1 does for channels.
 """
 
 import numpy as np
@@ -15,15 +19,13 @@ from harness import Site, Zero, render, run
 from harness.heist.actions import Action
 from harness.lenses.measures import target_direction
 from harness.lenses.sae import firing_rates, sae_latents, spliced
-from harness.stats import (Estimate, matched_firing_rate_latents, paired_bootstrap, permutation_test_against_null,
-                           wilson_interval)
+from harness.stats import paired_bootstrap, wilson_interval
 
 SITE = "conv4a"
 MIN_AGREEMENT = 0.80
 MIN_LATENT_DROP = 0.02
 SELECTION_LEVELS = 128
-NULL_LATENTS = 100
-NULL_SEED = 0
+MATCH_TOLERANCE = 0.5
 
 
 def has_direction(level):
@@ -65,16 +67,22 @@ def select_steering_latent(policy, sae, levels) -> tuple[int, np.ndarray]:
     return int(live[int(np.argmax(scores))]), rates
 
 
-def latent_drop_against_matched_latents(policy, sae, frames, moves, chosen: int, rates, *,
-                                        confidence: float) -> Estimate:
-    """S2's statistic: the mean drop in P(oracle move) from zeroing latent ``chosen`` (paired bootstrap at
-    ``confidence``), with its permutation p-value against NULL_LATENTS other latents of matched firing rate."""
+def matched_latents(rates, chosen: int) -> np.ndarray:
+    """Every latent other than ``chosen`` whose firing rate is within MATCH_TOLERANCE (relative) of its rate."""
+    rates = np.asarray(rates, dtype=float)
+    close = np.abs(rates - rates[chosen]) <= MATCH_TOLERANCE * rates[chosen]
+    return np.flatnonzero(close & (np.arange(len(rates)) != chosen))
+
+
+def latent_excess_drop(policy, sae, frames, moves, chosen: int, rates) -> np.ndarray:
+    """S2's effect per level: the drop in P(oracle move) from zeroing latent ``chosen`` minus the mean drop from
+    zeroing each of its :func:`matched_latents`."""
+    matched = matched_latents(rates, chosen)
+    if not len(matched):
+        raise ValueError(f"no latent fires within {MATCH_TOLERANCE:.0%} of latent {chosen}'s rate")
     clean = move_probabilities(policy, sae, frames, moves)
-    drops = clean - move_probabilities(policy, sae, frames, moves, chosen)
-    null_latents = matched_firing_rate_latents(rates, [chosen], NULL_LATENTS, seed=NULL_SEED, tolerance=0.5,
-                                               exclude=[chosen])[:, 0]
-    null = [(clean - move_probabilities(policy, sae, frames, moves, i)).mean() for i in null_latents]
-    return permutation_test_against_null(paired_bootstrap(drops, confidence=confidence), null)
+    drops = [clean - move_probabilities(policy, sae, frames, moves, i) for i in (chosen, *matched)]
+    return drops[0] - np.mean(drops[1:], axis=0)
 
 
 # Selection (selection seeds only), then the claims (confirmation seeds).
@@ -103,8 +111,9 @@ def test_sae_fidelity(claim, policy, saes, sample_levels):
 @pytest.mark.claim(
     id="S2-conv4a-sae-steering-latent",
     statement=f"Zeroing the conv4a SAE latent selected on the selection seeds lowers P(oracle move) by more than "
-              f"{MIN_LATENT_DROP} and more than random latents of matched firing rate do.",
-    sites=[f"{SITE}.sae.latents:selected"], metric="mean drop in P(oracle move)", lower_bound_above=MIN_LATENT_DROP,
+              f"{MIN_LATENT_DROP} more than zeroing a latent of matched firing rate does.",
+    sites=[f"{SITE}.sae.latents:selected"], metric="drop in P(oracle move) minus the mean drop of matched latents",
+    lower_bound_above=MIN_LATENT_DROP,
     seeds="confirmation", selected_on="selection", n=256, family="exploratory",
 )
 def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent):
@@ -113,5 +122,5 @@ def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent
     levels = sample_levels(where=has_direction)
     frames, moves = render(levels), oracle_moves(levels)
     claim.attach(frames[0], f"a confirmation frame (latent {chosen} selected)")
-    claim.check(latent_drop_against_matched_latents(policy, saes[SITE], frames, moves, chosen, rates,
-                                                    confidence=claim.confidence))
+    claim.check(paired_bootstrap(latent_excess_drop(policy, saes[SITE], frames, moves, chosen, rates),
+                                 confidence=claim.confidence))
