@@ -50,3 +50,22 @@ def test_bad_input_is_named(kwargs, message):
     x, y = planted()
     with pytest.raises(ProbeError, match=message):
         fit_probe(x, kwargs.pop("labels", y), **kwargs)
+
+
+@pytest.mark.parametrize("d", [20, 500])  # primal and dual solves
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_shuffled_scores_are_those_of_probes_fit_one_by_one(d, kind):
+    """The batched null (one solve, test scored through the training set) against fit_probe on each of the same
+    permutations of the labels."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(160, d))
+    y = (x[:, :3] @ [1.0, -0.5, 0.2]) if kind == "regression" else rng.integers(0, 4, size=160)
+    null = shuffled_label_scores(x[:100], y[:100], x[100:], y[100:], m=12, seed=7, kind=kind, l2=0.3)
+    draws = np.random.default_rng(7)
+    one_by_one = []
+    for _ in range(12):
+        probe = fit_probe(x[:100], y[:100][draws.permutation(100)], kind=kind, l2=0.3)
+        one_by_one.append(probe.correct(x[100:], y[100:]).mean() if kind == "classification"
+                          else probe.r_squared(x[100:], y[100:]))
+    np.testing.assert_allclose(null, one_by_one, rtol=1e-9, atol=1e-12)
+    assert len(set(np.round(null, 12))) > 3  # the permutations differ
