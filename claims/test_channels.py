@@ -1,8 +1,11 @@
 """Channel claims: conv4a channels that push the agent UP.
 
 Selection (selection seeds only): on levels where the shortest path to the current target starts upward, each
-of conv4a's 32 channels is zeroed in turn and ranked by the mean drop in P(UP) it causes.  Each claim declares
-``selected_on="selection"`` and records the channel (or the top three) it tests in its report row.
+of conv4a's 32 channels is zeroed in turn and ranked by the mean drop in P(UP) it causes; each channel's spread
+(standard deviation of its mean activation) over those levels is kept for CH2.  The selection is computed once
+per run and cached by model, sampling seed and source (the plugin's ``selection_cache``), so pytest-xdist
+workers share it.  Each claim declares ``selected_on="selection"`` and records the channel (or the top three) it
+tests in its report row.
 Confirmation (confirmation seeds, never seen while choosing):
 
 CH1. Zeroing the selected channel lowers P(UP) on target-up levels by at least 0.01 more than zeroing another
@@ -20,10 +23,10 @@ CH3. Zeroing the top three channels together lowers P(UP) on target-up levels by
 import numpy as np
 import pytest
 
-from harness import render, render_hires
+from harness import Site, Zero, render, render_hires, run
 from harness.heist.actions import Action
-from harness.lenses.measures import (channel_ablation_drop, channel_activation, gem_moved_pair, random_channel_null,
-                                     target_direction)
+from harness.lenses.measures import (channel_ablation_drop, channel_activation, channel_sums, gem_moved_pair,
+                                     random_channel_null, target_direction)
 from harness.stats import Estimate, paired_bootstrap, permutation_test_against_null
 
 SITE = "conv4a"
@@ -50,27 +53,44 @@ def up_drops(policy, frames, channels) -> np.ndarray:
     return channel_ablation_drop(policy, frames, site=SITE, channels=channels, action=Action.UP)
 
 
+def single_channel_drops(policy, frames) -> np.ndarray:
+    """``(CHANNELS, n)``: the drop in P(UP) on each level when each conv4a channel alone is zeroed, as
+    :func:`up_drops` gives it channel by channel, from one clean pass and one pass per channel (not two)."""
+    clean = run(policy, frames).probs[:, Action.UP]
+    return np.stack([
+        (clean - run(policy, frames, interventions=[Zero(site=Site(SITE, channels=(c,)))]).probs[:, Action.UP])
+        .double().numpy() for c in range(CHANNELS)
+    ])  # fmt: skip
+
+
 def rank_up_channels(policy, frames) -> tuple[list[int], np.ndarray]:
     """conv4a's channels, best first, by the mean drop in P(UP) that zeroing each alone causes on ``frames``, and
     those mean drops by channel.  Ties keep numpy's default argsort order, reversed."""
-    drops = np.array([up_drops(policy, frames, [c]).mean() for c in range(CHANNELS)])
+    drops = single_channel_drops(policy, frames).mean(1)
     return [int(c) for c in np.argsort(drops)[::-1]], drops
+
+
+def select_up_channels(policy, frames) -> dict:
+    """The selection step on ``frames``: ``ranked`` (:func:`rank_up_channels`) and each channel's ``spread``, the
+    standard deviation of its mean activation, for CH2's units (plain JSON, so the selection can be cached)."""
+    spread = channel_sums(policy, frames, site=f"{SITE}.relu", reduce="mean").std(0)
+    return {"ranked": rank_up_channels(policy, frames)[0], "spread": [float(s) for s in spread]}
 
 
 def excess_drop(policy, frames, chosen: int) -> np.ndarray:
     """CH1's effect per level: the drop in P(UP) from zeroing channel ``chosen`` minus the mean drop from zeroing
     each of the other conv4a channels."""
-    drops = np.stack([up_drops(policy, frames, [c]) for c in range(CHANNELS)])
+    drops = single_channel_drops(policy, frames)
     return drops[chosen] - np.delete(drops, chosen, axis=0).mean(0)
 
 
-def activation_rise(policy, up_frames, down_frames, chosen: int, spread_frames) -> np.ndarray:
+def activation_rise(policy, up_frames, down_frames, chosen: int, spread: float) -> np.ndarray:
     """CH2's effect per level pair: channel ``chosen``'s mean activation with the gem up minus with it down, in
-    units of its standard deviation over ``spread_frames``."""
+    units of ``spread`` (its standard deviation over the selection levels, :func:`select_up_channels`)."""
     def activation(frames):
         return channel_activation(policy, frames, site=f"{SITE}.relu", channel=chosen)
 
-    return (activation(up_frames) - activation(down_frames)) / activation(spread_frames).std()
+    return (activation(up_frames) - activation(down_frames)) / spread
 
 
 def random_group_drops(policy, frames, *, null_sets: int = NULL_SETS, seed: int = NULL_SEED) -> np.ndarray:
@@ -92,14 +112,16 @@ def group_drop_against_random_sets(policy, frames, group, *, confidence: float, 
 
 
 @pytest.fixture(scope="module")
-def selection_frames(level_sampler):
-    return render(level_sampler("selection", SELECTION_LEVELS, where=target_is_up))
+def up_selection(policy, level_sampler, selection_cache) -> dict:
+    """The selection step, :func:`select_up_channels` on target-up selection levels, computed once per run."""
+    return selection_cache("CH-up-channels", lambda: select_up_channels(
+        policy, render(level_sampler("selection", SELECTION_LEVELS, where=target_is_up))))
 
 
 @pytest.fixture(scope="module")
-def up_channels(policy, selection_frames):
-    """The selection step: conv4a channels ranked by :func:`rank_up_channels` on the selection seeds."""
-    return rank_up_channels(policy, selection_frames)[0]
+def up_channels(up_selection) -> list[int]:
+    """conv4a channels ranked by :func:`rank_up_channels` on the selection seeds."""
+    return up_selection["ranked"]
 
 
 @pytest.mark.claim(
@@ -123,12 +145,12 @@ def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
     sites=["conv4a.relu:selected"], metric="activation, gem up minus gem down (selection SDs)",
     lower_bound_above=MIN_RISE_SD, seeds="confirmation", selected_on="selection", n=128,
 )
-def test_up_channel_activation(claim, policy, sample_levels, up_channels, selection_frames):
+def test_up_channel_activation(claim, policy, sample_levels, up_channels, up_selection):
     claim.select(channel=up_channels[0])
     levels = sample_levels(where=lambda level: gem_moved_pair(level, "up", "down") is not None)
     pairs = [gem_moved_pair(level, "up", "down") for level in levels]
     up_frames, down_frames = render([p[0] for p in pairs]), render([p[1] for p in pairs])
-    rise = activation_rise(policy, up_frames, down_frames, up_channels[0], selection_frames)
+    rise = activation_rise(policy, up_frames, down_frames, up_channels[0], up_selection["spread"][up_channels[0]])
     claim.attach(render_hires([pairs[0][0]])[0], "gem moved so the path starts up")
     claim.attach(render_hires([pairs[0][1]])[0], "same level, gem moved so the path starts down")
     claim.check(paired_bootstrap(rise, confidence=claim.confidence))

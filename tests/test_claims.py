@@ -93,7 +93,8 @@ def test_a_refutation_explains_itself():
     with pytest.raises(ClaimRefuted) as caught:
         claim.check(Evidence(estimate=0.04, ci_low=0.01, ci_high=0.07))
     assert str(caught.value) == (
-        "claim 'H1' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (95% CI, n=512 levels, paired BCa bootstrap, p = 1); "
+        "claim 'H1' refuted: mean drop in P(UP) = 0.04 [0.01, 0.07] (95% CI, n=512 levels, paired BCa bootstrap, "
+        "p = 1); "
         "needed lower bound > 0.1"
     )
 

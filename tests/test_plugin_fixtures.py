@@ -74,7 +74,7 @@ def test_sample_levels_defaults_to_the_declaration_and_keeps_to_its_ranges(claim
             assert sample_levels("selection", mode="hard") == [("selection", 64, "hard")]
             with pytest.raises(ClaimError, match="draws its 'confirmation' levels before claim.select"):
                 sample_levels()
-            with pytest.raises(ClaimError, match="may draw only from its seeds='confirmation' and selected_on='selection'"):
+            with pytest.raises(ClaimError, match="only from its seeds='confirmation' and selected_on='selection'"):
                 sample_levels("calibration")
             claim.select(channel=1)
             assert sample_levels() == [("confirmation", 64, "easy")]

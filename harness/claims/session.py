@@ -363,7 +363,8 @@ class ClaimRun:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the final reports, also after a KeyboardInterrupt or a crash in a later test."""
-        if not self.is_worker and (self.records or self.recorded["claims"]):
+        collected_only = session.config.option.collectonly
+        if not self.is_worker and not collected_only and (self.records or self.recorded["claims"]):
             self.write(exit_status=int(exitstatus))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
