@@ -39,7 +39,7 @@ from claims import test_channels as channels
 from claims import test_probes as probes
 from claims import test_sae as sae_claims
 from harness.claims.calibration import Outcome, decide, declaration_of
-from harness.errors import SamplingError
+from harness.errors import SamplingError, StatisticsError
 from harness.heist.actions import Action
 from harness.heist.sampling import sample_levels
 from harness.policy.interventions import Zero
@@ -55,7 +55,9 @@ CONFIDENCE = 1 - ALPHA
 
 
 def _template(test: Callable, **changes: object) -> dict:
-    return {**declaration_of(test), "seeds": "calibration", **changes}
+    """The claim's declaration on the calibration seeds; exploratory, as a confirmatory claim must be tested on
+    "confirmation" (the family does not change a verdict taken alone)."""
+    return {**declaration_of(test), "seeds": "calibration", "family": "exploratory", **changes}
 
 
 TEMPLATES = {
@@ -63,7 +65,8 @@ TEMPLATES = {
     "CH1 bound 0": _template(channels.test_up_channel_ablation, lower_bound_above=0.0),
     "CH3": _template(channels.test_up_channel_group),
     "CH3 bound 0": _template(channels.test_up_channel_group, lower_bound_above=0.0),
-    "McNemar": dict(id="McNemar-up-channel", seeds="calibration", sites=["conv4a:selected"], upper_bound_below=0.0,
+    "McNemar": dict(id="McNemar-up-channel", seeds="calibration", family="exploratory", sites=["conv4a:selected"],
+                    upper_bound_below=0.0,
                     statement="Zeroing the selected conv4a channel lowers the rate of choosing UP on target-up levels.",
                     metric="change in the rate of argmax UP (ablated - clean)"),
     "P1": _template(probes.test_target_quadrant_probe),
@@ -76,8 +79,22 @@ RANDOM_GROUP = "CH3 bound 0, random group"
 """CH3 at bound 0 for a random group of channels instead of the selected one: a null of its permutation test."""
 
 
-def _verdict(template: str, result: Estimate, n: int, **selected: object) -> str:
+REFUSED = "refused"
+"""The verdict of a repetition whose statistic refused its sample (too small for its skewness, no spread): no
+interval, so not supported; it counts against power and never as a false positive."""
+
+
+def _verdict(template: str, result: Estimate | None, n: int, **selected: object) -> str:
+    if result is None:
+        return REFUSED
     return decide({**TEMPLATES[template], "n": n}, result, alpha=ALPHA, selected=selected)
+
+
+def _unless_refused(compute: Callable[[], Estimate]) -> Estimate | None:
+    try:
+        return compute()
+    except StatisticsError:
+        return None
 
 
 def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n: int, null_sets: int, seed: int,
@@ -91,11 +108,12 @@ def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n:
     ranked, _ = channels.rank_up_channels(model, frames[:selection])
     chosen = ranked[0]
 
-    def against_random_sets(group) -> Estimate:
-        return channels.group_drop_against_random_sets(model, confirm, group, confidence=CONFIDENCE,
-                                                       null_sets=null_sets, seed=seed)
+    def against_random_sets(group) -> Estimate | None:
+        return _unless_refused(lambda: channels.group_drop_against_random_sets(
+            model, confirm, group, confidence=CONFIDENCE, null_sets=null_sets, seed=seed))
 
-    excess = paired_bootstrap(channels.excess_drop(model, confirm, chosen), confidence=CONFIDENCE)
+    drops = channels.excess_drop(model, confirm, chosen)
+    excess = _unless_refused(lambda: paired_bootstrap(drops, confidence=CONFIDENCE))
     top = against_random_sets(ranked[:channels.GROUP_SIZE])
     clean = run(model, confirm).actions_argmax == Action.UP
     ablated = run(model, confirm, interventions=[Zero(site=Site(channels.SITE, channels=(chosen,)))]).actions_argmax
@@ -237,9 +255,10 @@ def at_bound(values: np.ndarray, bound: float) -> np.ndarray:
 BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 256), "CH3": (channels.MIN_GROUP_DROP, 256),
                     "S2": (sae_claims.MIN_LATENT_DROP, 256)}
 """Claims whose verdict is a bootstrap interval of a mean: their lower bound and n."""
-RATE_CLAIMS = {"B1": (behaviour.MIN_SUCCESS, 512), "B3": (behaviour.MIN_IN_ORDER, 256),
-               "S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}
+RATE_CLAIMS = {"S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}
 """Claims whose verdict is a Wilson interval of a rate: their lower bound and n."""
+SEQUENTIAL_CLAIMS = {"B1": (behaviour.MIN_SUCCESS, 512), "B3": (behaviour.MIN_IN_ORDER, 256)}
+"""Claims whose verdict is a rate tested after every level (a confidence sequence): their lower bound and most n."""
 B2 = (behaviour.GEM_MOVE_MARGIN, 256)
 """B2's equivalence margin and n (exact McNemar with Newcombe's interval)."""
 

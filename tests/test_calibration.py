@@ -2,7 +2,7 @@
 (docs/statistics.md items 9, 12 and 13).
 
 Default (cheap): each statistic a shipped verdict uses (the bootstrap of CH1, CH3 and S2, the Wilson interval of
-B1, B3, S1 and P1, Newcombe's interval of B2) at the claims' confidence 1 - alpha/8 and their n, on populations
+S1 and P1, the sequential confidence sequence of B1 and B3, Newcombe's interval of B2) at the claims' confidence 1 - alpha/8 and their n, on populations
 shaped like the claims' own per-level values, with the mean placed exactly on the claim's bound: its supported
 rate there (its size) must stay below twice nominal (0.625% against 0.3125%); and the same check fails on a
 method known to break its level, so it can fail.
@@ -22,14 +22,15 @@ so a template that misses them more often than that is broken.  10 repetitions, 
 import numpy as np
 import pytest
 import torch
-from calibration import (ALPHA, B2, BOOTSTRAP_CLAIMS, CELLS, CLAIM_CONFIDENCE, NOMINAL_SIZE, RATE_CLAIMS, TEMPLATES,
+from calibration import (ALPHA, B2, BOOTSTRAP_CLAIMS, CELLS, CLAIM_CONFIDENCE, NOMINAL_SIZE, RATE_CLAIMS,
+                         SEQUENTIAL_CLAIMS, TEMPLATES,
                          Design, at_bound, calibrate, claim_values, true_by_construction)
 
 from claims import test_channels as channels
 from claims import test_probes as probes
 import harness.stats.intervals as intervals
 from harness.claims.calibration import (false_positive_rate, interval_misses, paired_rate_misses, power, rate,
-                                        rate_misses)
+                                        rate_misses, sequential_rate_misses)
 from harness.errors import ObservationError, PlantedModelError
 from harness.heist.actions import Action
 from harness.heist.sampling import sample_levels
@@ -201,6 +202,29 @@ def test_rate_claims_hold_their_size_with_the_rate_exactly_on_the_bound(name):
     bound, n = RATE_CLAIMS[name]
     misses = rate_misses(bound, n, CLAIM_CONFIDENCE, method="wilson")
     assert misses.truth_below < 2 * NOMINAL_SIZE, _size_message(name, misses)
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL_CLAIMS))
+def test_sequential_rate_claims_hold_their_size_with_the_rate_exactly_on_the_bound(name):
+    """Looking after every level up to the claim's most levels, exactly (every path of the stopping rule)."""
+    bound, max_n = SEQUENTIAL_CLAIMS[name]
+    misses = sequential_rate_misses(bound, max_n, CLAIM_CONFIDENCE)
+    assert misses.truth_below < 2 * NOMINAL_SIZE, _size_message(name, misses)
+
+
+def test_the_exact_sequential_size_agrees_with_simulating_the_claims_stopping_rule():
+    from claims.test_behaviour import sequential_rate
+
+    rng, supported, runs = np.random.default_rng(0), 0, 400
+    for _ in range(runs):
+        outcomes = rng.random(48) < 0.8
+        for n in range(1, 49):
+            result = sequential_rate(outcomes[:n], bound=0.8, confidence=0.6, max_n=48)
+            if result.decision != "continue":
+                break
+        supported += result.decision == "accept H1"
+    exact = sequential_rate_misses(0.8, 48, 0.6).truth_below
+    assert abs(supported / runs - exact) < 4 * np.sqrt(exact * (1 - exact) / runs), (supported / runs, exact)
 
 
 @pytest.mark.parametrize("n", [128, pytest.param(B2[1], marks=pytest.mark.slow)])

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
 from harness.claims.records import Bound, adjust_p_values
 from harness.errors import ClaimError
-from harness.stats import holm, paired_bootstrap, permutation_test_against_null, tost
+from harness.stats import (SequentialResult, confidence_sequence_interval, holm, paired_bootstrap,
+                           permutation_test_against_null, tost)
 
 Z = NormalDist().inv_cdf
 
@@ -196,7 +197,7 @@ def test_too_few_null_draws_can_never_support():
 @pytest.mark.parametrize(
     ("evidence", "match"),
     [
-        (interval(0.2, 0.3, n=400), "declares n=512 but the result used n=400"),
+        (interval(0.2, 0.3, n=400), "declares n=512 but the result used n=400 of at most 400"),
         (interval(float("nan"), float("nan")), "no finite interval"),
         (object(), "the result lacks estimate"),
     ],
@@ -204,6 +205,19 @@ def test_too_few_null_draws_can_never_support():
 def test_a_result_that_cannot_answer_the_claim_is_an_error(evidence, match):
     with pytest.raises(ClaimError, match=match):
         make_claim().check(evidence)
+
+
+def sequential(n: int, max_n: int) -> SequentialResult:
+    rate = confidence_sequence_interval(n // 2 + n // 4, n)
+    return SequentialResult(estimate=rate.estimate, ci_low=rate.ci_low, ci_high=rate.ci_high, n=n, method=rate.method, confidence=0.95,
+                            interval_at=rate.interval_at, decision="accept H1", successes=n // 2 + n // 4,
+                            max_n=max_n, log_likelihood_ratio=0.0)
+
+
+def test_a_sequential_result_may_stop_before_its_declared_most_units():
+    assert make_claim(lower_bound_above=0.5).check(sequential(300, 512)) == "supported"
+    with pytest.raises(ClaimError, match="used n=300 of at most 400"):
+        make_claim(lower_bound_above=0.5).check(sequential(300, 400))
 
 
 def test_a_claim_is_checked_once():

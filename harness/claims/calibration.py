@@ -28,7 +28,7 @@ from harness.stats import Estimate, clopper_pearson_interval
 from harness.stats.proportions import _newcombe_paired_bounds, _wilson_bounds, two_sided_z
 
 __all__ = ["Misses", "Outcome", "decide", "declaration_of", "false_positive_rate", "interval_misses",
-           "paired_rate_misses", "power", "rate", "rate_misses"]
+           "paired_rate_misses", "power", "rate", "rate_misses", "sequential_rate_misses"]
 
 
 def declaration_of(test: Callable) -> dict[str, Any]:
@@ -132,6 +132,27 @@ def rate_misses(p: float, n: int, confidence: float, *, method: str = "wilson") 
     weight = stats.binom.pmf(k, n, p)
     return Misses(truth_below=float(weight[p < low].sum()), truth_above=float(weight[p > high].sum()), refused=0.0,
                   samples=0)
+
+
+def sequential_rate_misses(p: float, max_n: int, confidence: float) -> Misses:
+    """Exact misses of a rate tested sequentially (claims/test_behaviour.py's ``sequential_rate``): after every
+    outcome up to ``max_n``, stop as soon as the confidence sequence
+    (:func:`~harness.stats.confidence_sequence_interval`) at ``confidence`` excludes the true rate ``p``; the
+    misses are the chances of stopping with ``p`` below or above the interval.  Dynamic programming over the
+    count of successes among the runs still going, every path counted once."""
+    if not 0 < p < 1:
+        raise ClaimError(f"the true rate p must lie strictly between 0 and 1, got {p}")
+    alive, below, above = np.array([1.0]), 0.0, 0.0
+    log_alpha, log_p, log_q = np.log(1 - confidence), np.log(p), np.log1p(-p)
+    for n in range(1, max_n + 1):
+        alive = np.concatenate([alive * (1 - p), [0.0]]) + np.concatenate([[0.0], alive * p])
+        k = np.arange(n + 1)
+        # p is outside the interval exactly when its likelihood falls below (1 - confidence) B(k + 1, n - k + 1)
+        outside = k * log_p + (n - k) * log_q < special.betaln(k + 1, n - k + 1) + log_alpha
+        below += float(alive[outside & (k > n * p)].sum())
+        above += float(alive[outside & (k < n * p)].sum())
+        alive = np.where(outside, 0.0, alive)
+    return Misses(truth_below=below, truth_above=above, refused=0.0, samples=0)
 
 
 def paired_rate_misses(cells: tuple[float, float, float, float], n: int, confidence: float) -> Misses:

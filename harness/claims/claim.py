@@ -73,6 +73,7 @@ import numpy as np
 
 from harness.claims.records import BOUND_KEYWORDS, FAMILIES, Bound, ClaimRecord, Figure, Histogram, fmt
 from harness.errors import ClaimError
+from harness.stats import SequentialResult
 
 __all__ = ["Claim", "ClaimRefuted", "ClaimSpec"]
 
@@ -278,10 +279,10 @@ class Claim:
                 "as its interval has confidence 1 - 2 alpha)"
             )
         self._check_interval_at(result)
-        if result.n != self.spec.n:
-            raise ClaimError(
-                f"{name} declares n={self.spec.n} but the result used n={result.n}; a new n is a new claim"
-            )
+        most = result.max_n if isinstance(result, SequentialResult) else result.n  # a sequential test may stop early
+        if most != self.spec.n or not 1 <= result.n <= most:
+            raise ClaimError(f"{name} declares n={self.spec.n} but the result used n={result.n} of at most {most}; "
+                             "a new n is a new claim (a sequential claim declares its most units)")
         against_null = _against_null(result)
         if against_null:
             self._check_null(result)
