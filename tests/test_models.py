@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError, ObservationError
-from harness.policy.models import CustomCNN, ImpalaCNN, checkpoint_sha256, load_policy, preprocess
+from harness.policy.models import (ARCHITECTURES, CustomCNN, ImpalaCNN, architecture_of, checkpoint_sha256,
+                                   load_policy, preprocess)
 
 CUSTOM_KEYS = {
     "conv1a.weight": (16, 3, 7, 7), "conv1a.bias": (16,),
@@ -113,6 +114,12 @@ def test_load_policy_explicit_architecture(tmp_path):
         load_policy(path, architecture="custom_cnn")
     with pytest.raises(CheckpointError, match="choose one of"):
         load_policy(path, architecture="resnet")
+
+
+def test_architecture_of_names_each_architecture_and_refuses_other_models():
+    assert {architecture_of(cls()) for cls in ARCHITECTURES.values()} == set(ARCHITECTURES)
+    with pytest.raises(CheckpointError, match="Linear is not one of the harness's architectures"):
+        architecture_of(torch.nn.Linear(2, 2))
 
 
 def test_missing_key_names_the_layer(tmp_path):

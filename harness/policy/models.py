@@ -35,6 +35,7 @@ __all__ = [
     "N_ACTIONS",
     "CustomCNN",
     "ImpalaCNN",
+    "architecture_of",
     "checkpoint_mismatches",
     "checkpoint_sha256",
     "load_policy",
@@ -209,6 +210,16 @@ class ImpalaCNN(nn.Module):
 
 ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType({"custom_cnn": CustomCNN, "impala": ImpalaCNN})
 """Architecture names accepted by :func:`load_policy`."""
+
+
+def architecture_of(model: nn.Module) -> str:
+    """The :data:`ARCHITECTURES` name of ``model`` (``"custom_cnn"``, ``"impala"``, ...), so claims and trainers can
+    say which architectures they apply to; a model of another class is an error naming it."""
+    found = [name for name, cls in ARCHITECTURES.items() if type(model) is cls]
+    if not found:
+        raise CheckpointError(f"{type(model).__name__} is not one of the harness's architectures "
+                              f"{sorted(ARCHITECTURES)}")
+    return found[0]
 
 
 def checkpoint_sha256(path: str | PathLike) -> str:

@@ -37,7 +37,7 @@ from torch.distributions import Categorical
 from harness.errors import CheckpointError, PPOConfigError, TrainingInputError
 from harness.heist.procgen_env import MODES, make_env
 from harness.heist.sampling import seed_range
-from harness.policy.models import ARCHITECTURES, checkpoint_sha256, load_policy, preprocess
+from harness.policy.models import ARCHITECTURES, architecture_of, checkpoint_sha256, load_policy, preprocess
 from harness.training import progress
 from harness.training.flags import add_config_flags, check_writable, config_from_args
 from harness.training.ppo_pieces import EpisodeTracker, RewardNormalizer, compute_gae, ppo_loss
@@ -166,7 +166,7 @@ def _make_model(cfg: PPOConfig) -> nn.Module:
     if not Path(cfg.init).is_file():
         raise PPOConfigError(f"init checkpoint {cfg.init} does not exist; pass the path of a saved state_dict")
     model = load_policy(cfg.init)  # detects the architecture from the keys; raises CheckpointError naming layers
-    found = next(name for name, cls in ARCHITECTURES.items() if type(model) is cls)
+    found = architecture_of(model)
     if found != cfg.architecture:
         raise PPOConfigError(
             f"init checkpoint {cfg.init} holds a {found} network but architecture is {cfg.architecture!r}; "
