@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from harness.claims.claim import CONFIRMATION, Claim
 from harness.claims.options import ClaimsOptions, add_options
@@ -56,9 +57,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "heavy: a claim too slow for the default run (over ~30 s); deselected unless --claims-heavy or -m "
         "heavy",
     )
+    _share_the_cores(config)
     run = ClaimRun(config)
     config.stash[RUN] = run
     config.pluginmanager.register(run, "heist_claims_run")
+
+
+def _share_the_cores(config: pytest.Config) -> None:
+    """Give each xdist worker its share of the cores for torch: ``-n 2`` on 2 cores otherwise runs 4 threads that
+    spin against each other.  An explicit ``OMP_NUM_THREADS`` is the user's choice and is kept."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def record_run_metadata(config: pytest.Config, key: str, value: Any) -> None:
