@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import torch
 import harness.training.imitation as imitation
 from harness.errors import ImitationConfigError
 from harness.training.imitation import MULTI_LOCK, ImitationConfig, _LevelStream, main, part_played
-from harness.policy.models import CustomCNN, load_policy
+from harness.training.imitation_heads import AuxiliaryHeads, Teacher, distillation_loss, start_network
+from harness.policy.models import CustomCNN, ImpalaCNN, load_policy, preprocess
 from harness.heist.oracle import guide
 from harness.policy.rollouts import oracle_chooser, play
 from harness.heist.sampling import draw_seeds, sample_levels
@@ -37,6 +39,59 @@ def test_continued_training_starts_from_the_given_weights(tmp_path):
     main(["--out", str(second), "--init", str(first), "--lr", "0", "--seed", "1", *tiny])
     a, b = load_policy(first).state_dict(), load_policy(second).state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+SHIPPED_POLICY = str(Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "customcnn_bc" / "policy.pt")
+
+
+def test_an_impala_agent_trains_with_a_teacher_and_continues_from_its_weights(tmp_path):
+    out, continued = tmp_path / "impala.pt", tmp_path / "continued.pt"
+    tiny = ["--architecture", "impala", "--iterations", "1", "--expert-frames", "200", "--frames-per-iteration",
+            "64", "--steps-per-iteration", "2", "--batch-size", "8", "--engines", "8"]
+    main(["--out", str(out), "--teacher", SHIPPED_POLICY, *tiny])
+    assert isinstance(load_policy(out), ImpalaCNN)
+    log = json.loads(out.with_suffix(".train.json").read_text())
+    assert all(it["teacher_kl"] > 0 for it in log["iterations"]) and log["config"]["architecture"] == "impala"
+    main(["--out", str(continued), "--init", str(out), "--lr", "0", *tiny])
+    a, b = load_policy(out).state_dict(), load_policy(continued).state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert "teacher_kl" not in json.loads(continued.with_suffix(".train.json").read_text())["iterations"][0]
+
+
+def test_an_init_of_another_architecture_is_a_usage_error_naming_both(capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", "unused.pt", "--architecture", "impala", "--init", SHIPPED_POLICY])
+    assert "holds a custom_cnn network but architecture is 'impala'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("architecture, width", [("custom_cnn", 512), ("impala", 256)])
+def test_the_training_only_heads_read_the_last_hidden_layer(architecture, width):
+    model = start_network(architecture)
+    aux = AuxiliaryHeads(model)
+    hidden = getattr(model, {"custom_cnn": "fc2_relu", "impala": "fc_relu"}[architecture])
+    seen = []
+    hidden.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    frames = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+    model(preprocess(frames))
+    assert aux.features is seen[0] and aux.features.shape == (3, width) and aux.cells.in_features == width
+
+
+def test_a_fresh_impala_network_starts_its_residual_blocks_as_the_identity():
+    model = start_network("impala")
+    frames = np.random.default_rng(0).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    x = model.stack1.pool(model.stack1.conv(preprocess(frames)))
+    assert torch.equal(model.stack1.res1(x), x)
+    assert model.stack1.res1.conv0.weight.abs().sum() > 0 and model.logits.weight.abs().max() < 0.1
+
+
+def test_distillation_is_zero_against_itself_and_the_teacher_reads_its_own_policy():
+    logits = torch.randn(5, 15)
+    assert distillation_loss(logits, torch.log_softmax(logits, 1)).abs() < 1e-6
+    assert distillation_loss(logits, torch.log_softmax(-logits, 1)) > 0.1
+    teacher = Teacher(SHIPPED_POLICY, bf16=False)
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
+    expected = torch.log_softmax(load_policy(SHIPPED_POLICY)(preprocess(frames))[0], 1).detach().numpy()
+    assert np.allclose(teacher.log_probs(frames), expected, atol=1e-5)
 
 
 def test_part_played_levels_are_states_the_game_can_reach_and_finish():
@@ -96,7 +151,7 @@ def parsed(monkeypatch):
 def test_every_config_field_has_its_flag(parsed):
     main(["--out", "a.pt"])
     assert parsed[0][0] == ImitationConfig()  # no flag: every default
-    flags = {"seed": "3", "mode": "hard", "iterations": "2", "expert_frames": "9", "frames_per_iteration": "8",
+    flags = {"seed": "3", "architecture": "impala", "teacher": "t.pt", "teacher_coef": "0.5", "mode": "hard", "iterations": "2", "expert_frames": "9", "frames_per_iteration": "8",
              "expert_noise": "0.1", "oracle_mix": ["0.5", "0.2", "0.1"], "steps_per_iteration": "7",
              "batch_size": "6", "lr": "0.01", "value_coef": "0.2", "aux_coef": "0.3", "field_coef": "0.4",
              "gamma": "0.9", "max_episode_steps": "5", "engines": "4", "argmax_share": "0.25", "bf16": None,

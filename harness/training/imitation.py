@@ -1,15 +1,18 @@
-"""Train a CustomCNN Heist agent on CPU by imitating the shortest-path oracle, with DAgger relabelling.
+"""Train a Heist agent (CustomCNN or IMPALA) on CPU by imitating the shortest-path oracle, with DAgger relabelling.
 
 Iteration 0 records the oracle itself playing (with some random actions, so that the data also holds states
 off the optimal path).  Each later iteration lets the current network play (mixed with the oracle at a
 decaying rate), labels every state it visits with the oracle's action, adds them to the data set and trains on
 the whole aggregate: the network learns to recover from its own mistakes.  The value head regresses the
-discounted return of the recorded episodes; training-only heads on fc2 predict the agent's and the target's
-cells and the first step toward the target from every cell.  Levels come from the ``training`` seed range only;
+discounted return of the recorded episodes; training-only heads on the last hidden layer (CustomCNN's fc2,
+IMPALA's fc) predict the agent's and the target's cells and the first step toward the target from every cell
+(:mod:`harness.training.imitation_heads`); with ``--teacher`` the network also learns a trained policy's action
+distribution on every recorded frame.  Levels come from the ``training`` seed range only;
 with ``--part-played`` a share of the episodes starts part-way through its level (:func:`part_played`).
 
     python -m harness.training.imitation --out fixtures/agents/customcnn_bc/policy.pt
     python -m harness.training.imitation --out continued.pt --init fixtures/agents/customcnn_bc/policy.pt  # continued
+    python -m harness.training.imitation --out impala.pt --architecture impala --teacher fixtures/agents/customcnn_bc/policy.pt
 
 prints progress lines with rates and ETA, and saves the weights (a plain state_dict) after every iteration.  Every
 field of :class:`ImitationConfig` has its flag (``--oracle-mix 0.25 0.1`` for a tuple; ``--help`` lists them with
@@ -32,18 +35,22 @@ import torch.nn.functional as F
 from harness.errors import CheckpointError, ImitationConfigError, TrainingInputError
 from harness.heist.engine import EnginePool
 from harness.heist.levels import COLOURS, HeistLevel
-from harness.heist.oracle import NO_STEP, ON_TARGET, STEP_CLASSES, current_target, first_steps, oracle_action
+from harness.heist.oracle import NO_STEP, ON_TARGET, first_steps, oracle_action
 from harness.heist.procgen_env import MODES
 from harness.heist.sampling import SEED_RANGES, draw_seeds
-from harness.policy.models import CustomCNN, load_policy, orthogonal_init, preprocess
+from harness.policy.models import ARCHITECTURES, N_ACTIONS, preprocess
 from harness.training import progress
 from harness.training.flags import add_config_flags, check_writable, config_from_args
+from harness.training.imitation_heads import (AUX_GRID, AuxiliaryHeads, Teacher, aux_cells, distillation_loss,
+                                              start_network)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImitationConfig:
     seed: int = 0
     """Seeds the level draw, the action noise and torch."""
+    architecture: str = "custom_cnn"
+    """The network trained (a name of :data:`harness.policy.models.ARCHITECTURES`); an ``init`` must hold it."""
     mode: str = "easy"
     """Distribution mode of the training levels."""
     iterations: int = 5
@@ -89,7 +96,12 @@ class ImitationConfig:
     seed_range: str = field(default="training")
     """Named seed range the levels come from."""
     init: str = ""
-    """A CustomCNN state_dict to start from (continued training) instead of an orthogonal init."""
+    """A state_dict of ``architecture`` to start from (continued training) instead of an orthogonal init."""
+    teacher: str = ""
+    """A trained policy state_dict (any architecture) whose action distribution the network also learns on every
+    recorded frame, as KL(teacher || network) weighted by ``teacher_coef``; empty: the oracle's actions alone."""
+    teacher_coef: float = 1.0
+    """Weight of the distillation term against the action cross-entropy (used only with ``teacher``)."""
     part_played: float = 0.0
     """Share of the episodes that start part-way through their level (:func:`part_played`) instead of at its start:
     more distinct mazes and stages of play per recorded frame.  The shipped agent agreed with the oracle on 0.88
@@ -106,8 +118,11 @@ class ImitationConfig:
         if not all(0 <= share <= 1 for share in self.oracle_mix):
             raise ImitationConfigError(f"oracle_mix holds shares, one per DAgger iteration, each in [0, 1]; got "
                                        f"{self.oracle_mix}")
+        if self.architecture not in ARCHITECTURES:
+            raise ImitationConfigError(f"architecture must be one of {sorted(ARCHITECTURES)}, got "
+                                       f"{self.architecture!r}")
         minimum = {"iterations": 0, "expert_frames": 1, "frames_per_iteration": 1, "steps_per_iteration": 1,
-                   "batch_size": 1, "max_episode_steps": 1, "engines": 1}
+                   "batch_size": 1, "max_episode_steps": 1, "engines": 1, "teacher_coef": 0}
         for name, least in minimum.items():
             if getattr(self, name) < least:
                 raise ImitationConfigError(f"{name} must be at least {least}, got {getattr(self, name)}")
@@ -116,20 +131,19 @@ class ImitationConfig:
 MULTI_LOCK = 2
 
 
-AUX_GRID = 16
-"""Cells are numbered ``y * 16 + x`` for the auxiliary heads (hard levels are 13 wide)."""
-
-
 class _Dataset:
-    """Preallocated frames, oracle labels and value targets, aggregated over iterations."""
+    """Preallocated frames, oracle labels and value targets, aggregated over iterations; with a ``teacher``, its
+    action log-probabilities on every frame too."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, teacher: Teacher | None = None):
         self.obs = np.empty((capacity, 64, 64, 3), dtype=np.uint8)
         self.action = np.empty(capacity, dtype=np.int64)
         self.value = np.zeros(capacity, dtype=np.float32)
         self.has_value = np.zeros(capacity, dtype=bool)
         self.cells = np.zeros((capacity, 2), dtype=np.int64)  # agent cell, current target cell (y * 16 + x)
         self.steps = np.full((capacity, AUX_GRID, AUX_GRID), NO_STEP, dtype=np.int8)  # first steps, [y, x]
+        self.teacher = teacher
+        self.teacher_log_probs = np.zeros((capacity if teacher else 0, N_ACTIONS), dtype=np.float32)
         self.size = 0
 
     def add(self, obs: np.ndarray, actions: np.ndarray, states: list) -> np.ndarray:
@@ -137,9 +151,11 @@ class _Dataset:
         idx = np.arange(self.size, self.size + len(obs))
         self.obs[idx], self.action[idx] = obs, actions
         for row, level in zip(idx, states):
-            self.cells[row] = _cells(level)
+            self.cells[row] = aux_cells(level)
             steps = first_steps(level)
             self.steps[row, :steps.shape[0], :steps.shape[1]] = steps
+        if self.teacher is not None:
+            self.teacher_log_probs[idx] = self.teacher.log_probs(obs)
         self.size += len(obs)
         return idx
 
@@ -183,7 +199,7 @@ def part_played(level: HeistLevel, rng: np.random.Generator) -> HeistLevel:
     return level.move_agent(cells[rng.integers(len(cells))]) if cells else level
 
 
-def collect(model: CustomCNN | None, data: _Dataset, levels: _LevelStream, pool: EnginePool, *, frames: int,
+def collect(model: torch.nn.Module | None, data: _Dataset, levels: _LevelStream, pool: EnginePool, *, frames: int,
             oracle_prob: float, noise: float, cfg: ImitationConfig, rng: np.random.Generator) -> dict:
     """Play until ``frames`` states are recorded; label each with the oracle; returns episode statistics."""
     episodes = pool.episodes([levels.next() for _ in range(pool.size)])
@@ -227,40 +243,11 @@ def collect(model: CustomCNN | None, data: _Dataset, levels: _LevelStream, pool:
     return {"episodes": finished, "success_rate": succeeded / max(finished, 1), "frames": recorded}
 
 
-def _cells(level) -> tuple[int, int]:
-    """Auxiliary targets: the agent's cell and the current target's cell (the agent's own when there is none)."""
-    target = current_target(level)
-    ax, ay = level.agent.cell
-    tx, ty = target.cell if target is not None else (ax, ay)
-    return ay * AUX_GRID + ax, ty * AUX_GRID + tx
-
-
-class _AuxiliaryHeads(torch.nn.Module):
-    """Training-only heads reading fc2's output (through a forward hook): the agent and target cells, and the
-    first step toward the target from every cell."""
-
-    def __init__(self, model: CustomCNN):
-        super().__init__()
-        self.cells = torch.nn.Linear(model.fc2.out_features, 2 * AUX_GRID**2)
-        self.steps = torch.nn.Linear(model.fc2.out_features, AUX_GRID**2 * (len(STEP_CLASSES) + 1))
-        self.features: torch.Tensor | None = None
-        model.fc2_relu.register_forward_hook(lambda module, inputs, output: setattr(self, "features", output))
-
-    def losses(self, cells: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropies of the cell heads and of the first-step head (cells with no step are ignored)."""
-        features = self.features.float()
-        scores = self.cells(features).view(-1, 2, AUX_GRID**2)
-        loss_cells = F.cross_entropy(scores[:, 0], cells[:, 0]) + F.cross_entropy(scores[:, 1], cells[:, 1])
-        step_scores = self.steps(features).view(-1, len(STEP_CLASSES) + 1)
-        loss_steps = F.cross_entropy(step_scores, steps.reshape(-1).long(), ignore_index=NO_STEP)
-        return loss_cells, loss_steps
-
-
-def train_steps(model: CustomCNN, aux: _AuxiliaryHeads, opt: torch.optim.Optimizer, sched, data: _Dataset, *,
+def train_steps(model: torch.nn.Module, aux: AuxiliaryHeads, opt: torch.optim.Optimizer, sched, data: _Dataset, *,
                 steps: int, cfg: ImitationConfig, rng: np.random.Generator, label: str) -> dict:
     """``steps`` Adam steps on minibatches drawn uniformly from the aggregate data set."""
     model.train()
-    t0, seen, losses, accs = time.time(), 0, [], []
+    t0, seen, losses, accs, kls = time.time(), 0, [], [], []
     for step in range(1, steps + 1):
         idx = np.sort(rng.integers(0, data.size, size=cfg.batch_size))
         x = preprocess(data.obs[idx])
@@ -274,6 +261,10 @@ def train_steps(model: CustomCNN, aux: _AuxiliaryHeads, opt: torch.optim.Optimiz
         loss_v = ((value - v) ** 2 * m).sum() / m.sum().clamp(min=1)
         loss_cells, loss_steps = aux.losses(torch.from_numpy(data.cells[idx]), torch.from_numpy(data.steps[idx]))
         loss = loss_pi + cfg.value_coef * loss_v + cfg.aux_coef * loss_cells + cfg.field_coef * loss_steps
+        if data.teacher is not None:
+            loss_kl = distillation_loss(logits, torch.from_numpy(data.teacher_log_probs[idx]))
+            loss = loss + cfg.teacher_coef * loss_kl
+            kls.append(loss_kl.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -286,10 +277,12 @@ def train_steps(model: CustomCNN, aux: _AuxiliaryHeads, opt: torch.optim.Optimiz
             eta = (steps - step) * cfg.batch_size / rate
             progress.log(f"{label} step {step}/{steps} action-CE {np.mean(losses[-200:]):.3f} "
                          f"acc {np.mean(accs[-200:]):.3f} value-MSE {loss_v.item():.3f} "
-                         f"cells-CE {loss_cells.item():.2f} steps-CE {loss_steps.item():.2f} | "
+                         f"cells-CE {loss_cells.item():.2f} steps-CE {loss_steps.item():.2f} "
+                         + (f"teacher-KL {np.mean(kls[-200:]):.3f} " if kls else "") + "| "
                          f"{rate:.0f} frames/s | ETA {eta / 60:.1f} min")
     model.eval()
-    return {"action_ce": float(np.mean(losses[-200:])), "accuracy": float(np.mean(accs[-200:]))}
+    fit = {"action_ce": float(np.mean(losses[-200:])), "accuracy": float(np.mean(accs[-200:]))}
+    return fit | ({"teacher_kl": float(np.mean(kls[-200:]))} if kls else {})
 
 
 def log_path(out: Path) -> Path:
@@ -302,10 +295,9 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     capacity = cfg.expert_frames + cfg.iterations * cfg.frames_per_iteration + 2 * cfg.engines
-    data = _Dataset(capacity)
-    model = load_policy(cfg.init) if cfg.init else orthogonal_init(CustomCNN())
-    model = model.to(memory_format=torch.channels_last)
-    aux = _AuxiliaryHeads(model)
+    model = start_network(cfg.architecture, cfg.init)
+    data = _Dataset(capacity, Teacher(cfg.teacher, bf16=cfg.bf16) if cfg.teacher else None)
+    aux = AuxiliaryHeads(model)
     opt = torch.optim.Adam([*model.parameters(), *aux.parameters()], lr=cfg.lr)
     total_steps = (cfg.iterations + 1) * cfg.steps_per_iteration
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - 0.9 * min(s / total_steps, 1.0))
@@ -346,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where to save the state_dict")
-    add_config_flags(parser, ImitationConfig, choices={"mode": list(MODES), "seed_range": sorted(SEED_RANGES)})
+    add_config_flags(parser, ImitationConfig, choices={"mode": list(MODES), "seed_range": sorted(SEED_RANGES),
+                                                       "architecture": sorted(ARCHITECTURES)})
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     try:
