@@ -8,7 +8,7 @@ from torch import nn
 
 from harness.errors import CheckpointError, InterventionError, SAEError, UnknownSiteError
 from harness.policy.interventions import Clamp, Patch, Zero
-from harness.policy.models import CustomCNN
+from harness.policy.models import CustomCNN, ImpalaCNN, load_policy
 from harness.policy.runner import run
 from harness.lenses.sae import (
     DEAD_FREQUENCY,
@@ -386,3 +386,28 @@ def test_train_and_card_commands_end_to_end(tmp_path, capsys):
     for row in ("L0", "fraction of variance unexplained", "dead latents", "SAE, no error term", "zero ablation",
                 "mean ablation"):
         assert row in card
+
+
+@pytest.mark.parametrize("site", ["stack3.res2", "stack2.res2"])
+def test_an_impala_policy_gets_saes_on_its_residual_stream_by_the_same_commands(tmp_path, capsys, site, frames):
+    """IMPALA's sites (a residual block's output, signed: no ReLU after the sum) train, load, splice exactly and
+    get a card the same way as CustomCNN's conv sites."""
+    torch.manual_seed(0)
+    torch.save(ImpalaCNN().state_dict(), tmp_path / "impala.pt")
+    out = tmp_path / f"{site}.pt"
+    main(["train", "--policy", str(tmp_path / "impala.pt"), "--site", site, "--out", str(out), "--expansion", "2",
+          "--frames", "6", "--max-episode-steps", "2", "--positions-per-frame", "5", "--steps", "3",
+          "--batch-size", "16", "--seed", "1"])
+    sae = load_sae(out)
+    assert type(sae) is ConvSAE and sae.config.site == site and sae.config.channels == 32
+    policy = load_policy(tmp_path / "impala.pt")
+    reference = run(policy, frames, cache=[site])
+    assert (reference.activations[site] < 0).any()  # the residual stream is signed
+    with spliced(policy, sae, error_term=True):
+        inside = run(policy, frames)
+    torch.testing.assert_close(inside.logits, reference.logits, rtol=1e-5, atol=1e-5)
+    assert clean(policy)
+    main(["card", "--policy", str(tmp_path / "impala.pt"), "--sae", str(out), "--frames", "6", "--levels", "2",
+          "--max-steps", "2"])
+    card = (tmp_path / "card.md").read_text()
+    assert f"# SAE card: {site} (conv, 64 latents)" in card and "fraction of variance unexplained" in card
