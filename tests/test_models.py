@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError, ObservationError
-from harness.policy.models import (ARCHITECTURES, CustomCNN, ImpalaCNN, architecture_of, checkpoint_sha256,
-                                   load_policy, preprocess)
+from harness.policy.models import (ARCHITECTURES, BilinearCNN, CustomCNN, ImpalaCNN, architecture_of,
+                                   checkpoint_sha256, load_policy, preprocess)
+from harness.policy.sites import sites
 
 CUSTOM_KEYS = {
     "conv1a.weight": (16, 3, 7, 7), "conv1a.bias": (16,),
@@ -45,7 +46,7 @@ def test_impala_key_names_follow_stacks_and_blocks():
     assert ImpalaCNN().state_dict()["fc.weight"].shape == (256, 2048)
 
 
-@pytest.mark.parametrize("architecture", [CustomCNN, ImpalaCNN])
+@pytest.mark.parametrize("architecture", [CustomCNN, ImpalaCNN, BilinearCNN])
 def test_forward_returns_logits_and_value(architecture, frames):
     with torch.no_grad():
         logits, value = architecture().eval()(preprocess(frames))
@@ -104,6 +105,39 @@ def test_load_policy_round_trip(tmp_path, frames, architecture, wrap):
     assert type(loaded) is architecture and not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(preprocess(frames)), model(preprocess(frames)))
+
+
+def test_bilinear_cnn_shares_the_conv_stack_keys_and_sites_and_is_bilinear_after_it(frames):
+    model, custom = BilinearCNN().eval(), CustomCNN().eval()
+    state = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items() if k.startswith("conv")} == {
+        k: v for k, v in CUSTOM_KEYS.items() if k.startswith("conv")}
+    assert {k: tuple(v.shape) for k, v in state.items() if not k.startswith("conv")} == {
+        "fc1.left.weight": (512, 512), "fc1.left.bias": (512,), "fc1.right.weight": (512, 512),
+        "fc1.right.bias": (512,), "logits_fc.weight": (15, 512), "logits_fc.bias": (15,),
+        "value_fc.weight": (1, 512), "value_fc.bias": (1,)}
+    conv_sites = [s for s in sites(custom) if not s.startswith("fc") and s not in ("logits", "value")]
+    assert list(sites(model))[:len(conv_sites)] == conv_sites
+    assert list(sites(model))[len(conv_sites):] == ["fc1.input", "fc1.left", "fc1.right", "fc1", "logits", "value"]
+    x = torch.randn(3, 32, 4, 4)
+    with torch.no_grad():  # no ReLU: the head is (W x + b) * (V x + c), then linear heads
+        h = model.fc1.left(x.flatten(1)) * model.fc1.right(x.flatten(1))
+        torch.testing.assert_close(model.head(x)[0], model.logits_fc(h))
+
+
+def test_load_policy_detects_a_bilinear_checkpoint_and_its_widths(tmp_path, frames):
+    model = BilinearCNN((24, 8)).eval()
+    path = tmp_path / "bilinear.pt"
+    torch.save(model.state_dict(), path)
+    loaded = load_policy(path)
+    assert type(loaded) is BilinearCNN and loaded.widths == (24, 8) and architecture_of(loaded) == "bilinear_cnn"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(preprocess(frames)), model(preprocess(frames)))
+    assert "fc2.left" in sites(loaded)
+    with pytest.raises(CheckpointError, match="layer fc1: missing fc1.weight"):
+        load_policy(path, architecture="custom_cnn")
+    with pytest.raises(CheckpointError, match="at least one bilinear layer"):
+        BilinearCNN(())
 
 
 def test_load_policy_explicit_architecture(tmp_path):

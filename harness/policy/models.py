@@ -28,11 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from harness.errors import CheckpointError, ObservationError
+from harness.policy.bilinear_model import BilinearCNN
+from harness.policy.conv_stack import CONV_SITES, N_ACTIONS, add_lp_conv_stack, check_input, conv, lp_conv_features
 
 __all__ = [
     "ARCHITECTURES",
     "FRAME_SHAPE",
     "N_ACTIONS",
+    "BilinearCNN",
     "CustomCNN",
     "ImpalaCNN",
     "architecture_of",
@@ -46,9 +49,6 @@ __all__ = [
 
 FRAME_SHAPE = (64, 64, 3)
 """Shape of one Procgen frame: height, width, RGB."""
-
-N_ACTIONS = 15
-"""Size of the Procgen action space."""
 
 
 def preprocess(frames: np.ndarray | Tensor) -> Tensor:
@@ -70,22 +70,6 @@ def preprocess(frames: np.ndarray | Tensor) -> Tensor:
     return torch.as_tensor(frames).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def _check_input(obs: Tensor) -> None:
-    """Fail clearly when a model is handed raw frames instead of ``preprocess(frames)``."""
-    if not obs.is_floating_point() or obs.ndim != 4 or obs.shape[1] != 3:
-        raise ObservationError(
-            f"models take float NCHW input, got {obs.dtype} shaped {tuple(obs.shape)}; call model(preprocess(frames))"
-        )
-
-
-def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
-
-
-def _lp_pool() -> nn.LPPool2d:
-    return nn.LPPool2d(norm_type=2, kernel_size=2, stride=2)
-
-
 class CustomCNN(nn.Module):
     """The LP-pooling CNN policy: 5 convs, 4 L2-pools, two fc layers, policy and value heads.
 
@@ -94,41 +78,23 @@ class CustomCNN(nn.Module):
     """
 
     SITES: Mapping[str, str] = MappingProxyType(
-        {
-            "conv1a": "conv1a", "conv1a.relu": "conv1a_relu", "pool1": "pool1",
-            "conv2a": "conv2a", "conv2a.relu": "conv2a_relu",
-            "conv2b": "conv2b", "conv2b.relu": "conv2b_relu", "pool2": "pool2",
-            "conv3a": "conv3a", "conv3a.relu": "conv3a_relu", "pool3": "pool3",
-            "conv4a": "conv4a", "conv4a.relu": "conv4a_relu", "pool4": "pool4",
-            "fc1": "fc1", "fc1.relu": "fc1_relu",
-            "fc2": "fc2", "fc2.relu": "fc2_relu",
-            "logits": "fc3", "value": "value_fc",
-        }
-    )  # fmt: skip
+        {**CONV_SITES, "fc1": "fc1", "fc1.relu": "fc1_relu", "fc2": "fc2", "fc2.relu": "fc2_relu",
+         "logits": "fc3", "value": "value_fc"}
+    )
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1a, self.conv1a_relu, self.pool1 = _conv(3, 16, 7), nn.ReLU(), _lp_pool()
-        self.conv2a, self.conv2a_relu = _conv(16, 32, 5), nn.ReLU()
-        self.conv2b, self.conv2b_relu, self.pool2 = _conv(32, 32, 5), nn.ReLU(), _lp_pool()
-        self.conv3a, self.conv3a_relu, self.pool3 = _conv(32, 32, 5), nn.ReLU(), _lp_pool()
-        self.conv4a, self.conv4a_relu, self.pool4 = _conv(32, 32, 5), nn.ReLU(), _lp_pool()
+        add_lp_conv_stack(self, dropout=0.01)
         self.fc1, self.fc1_relu = nn.Linear(32 * 4 * 4, 256), nn.ReLU()
         self.fc2, self.fc2_relu = nn.Linear(256, 512), nn.ReLU()
         self.fc3 = nn.Linear(512, N_ACTIONS)
         self.value_fc = nn.Linear(512, 1)
-        self.dropout_conv = nn.Dropout2d(0.01)
         self.dropout_fc = nn.Dropout(0.01)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``obs``: float NCHW from :func:`preprocess`.  Returns logits ``(N, 15)`` and value ``(N,)``."""
-        _check_input(obs)
-        x = self.dropout_conv(self.pool1(self.conv1a_relu(self.conv1a(obs))))
-        x = self.conv2a_relu(self.conv2a(x))
-        x = self.dropout_conv(self.pool2(self.conv2b_relu(self.conv2b(x))))
-        x = self.dropout_conv(self.pool3(self.conv3a_relu(self.conv3a(x))))
-        x = self.dropout_conv(self.pool4(self.conv4a_relu(self.conv4a(x))))
+        x = lp_conv_features(self, obs)
         x = self.dropout_fc(self.fc1_relu(self.fc1(x.flatten(1))))
         x = self.dropout_fc(self.fc2_relu(self.fc2(x)))
         return self.fc3(x), self.value_fc(x).squeeze(-1)
@@ -155,8 +121,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.input_relu, self.conv0 = nn.ReLU(), _conv(channels, channels, 3)
-        self.conv0_relu, self.conv1 = nn.ReLU(), _conv(channels, channels, 3)
+        self.input_relu, self.conv0 = nn.ReLU(), conv(channels, channels, 3)
+        self.conv0_relu, self.conv1 = nn.ReLU(), conv(channels, channels, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv1(self.conv0_relu(self.conv0(self.input_relu(x))))
@@ -167,7 +133,7 @@ class ImpalaStack(nn.Module):
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.conv = _conv(c_in, c_out, 3)
+        self.conv = conv(c_in, c_out, 3)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.res1, self.res2 = ResidualBlock(c_out), ResidualBlock(c_out)
 
@@ -202,13 +168,14 @@ class ImpalaCNN(nn.Module):
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``obs``: float NCHW from :func:`preprocess`.  Returns logits ``(N, 15)`` and value ``(N,)``."""
-        _check_input(obs)
+        check_input(obs)
         x = self.stack3_relu(self.stack3(self.stack2(self.stack1(obs))))
         x = self.fc_relu(self.fc(x.flatten(1)))
         return self.logits(x), self.value(x).squeeze(-1)
 
 
-ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType({"custom_cnn": CustomCNN, "impala": ImpalaCNN})
+ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
+    {"custom_cnn": CustomCNN, "impala": ImpalaCNN, "bilinear_cnn": BilinearCNN})
 """Architecture names accepted by :func:`load_policy`."""
 
 
@@ -311,8 +278,8 @@ def checkpoint_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Te
 def load_policy(path: str | PathLike, *, architecture: str | None = None) -> nn.Module:
     """Load a checkpoint into a fresh model in eval mode.
 
-    ``architecture`` is ``"custom_cnn"`` or ``"impala"``; ``None`` picks IMPALA when the keys say so
-    (``stack1.*``) and CustomCNN otherwise.  The file is read with ``weights_only=True`` and may hold a plain
+    ``architecture`` is one of :data:`ARCHITECTURES`; ``None`` picks it from the keys: IMPALA for ``stack1.*``,
+    BilinearCNN for ``fc1.left.*`` (its layer widths too), CustomCNN otherwise.  The file is read with ``weights_only=True`` and may hold a plain
     state_dict or a dict with a ``model_state_dict`` / ``state_dict`` entry.  Any missing or unexpected key or
     shape mismatch raises :class:`CheckpointError` naming the layer and both shapes.
     """
@@ -320,8 +287,10 @@ def load_policy(path: str | PathLike, *, architecture: str | None = None) -> nn.
         raise CheckpointError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
     state = read_state_dict(path)
     if architecture is None:
-        architecture = "impala" if any(k.startswith("stack1.") for k in state) else "custom_cnn"
-    model = ARCHITECTURES[architecture]()
+        architecture = ("impala" if any(k.startswith("stack1.") for k in state)
+                        else "bilinear_cnn" if "fc1.left.weight" in state else "custom_cnn")
+    cls = ARCHITECTURES[architecture]
+    model = cls.for_state_dict(state) if hasattr(cls, "for_state_dict") else cls()
     problems = checkpoint_mismatches(model.state_dict(), state)
     if problems:
         raise CheckpointError(
