@@ -1,7 +1,8 @@
 """Interventions as data: where (a :class:`~harness.policy.sites.Site`) and what, run by :func:`harness.policy.runner.run`.
 
 Vocabulary (after pyvene): :class:`Cache` records; :class:`Zero`, :class:`Clamp`, :class:`Mean`,
-:class:`Resample`, :class:`Patch` replace the selected units; :class:`AddDirection` adds to them.  Units outside
+:class:`Resample`, :class:`Patch` replace the selected units; :class:`AddDirection` adds to them;
+:class:`KeepTopEigen` keeps only the leading eigencomponents of a bilinear layer's quadratic form.  Units outside
 the site's channel/position selection are left untouched.  Tensors given to an intervention hold full
 per-example site shapes (e.g. ``(32, 16, 16)`` for ``conv3a``), whatever the selection.
 
@@ -25,6 +26,7 @@ __all__ = [
     "Cache",
     "Clamp",
     "Intervention",
+    "KeepTopEigen",
     "Mean",
     "Patch",
     "Resample",
@@ -256,3 +258,81 @@ def mean_difference(acts_a: Tensor, acts_b: Tensor) -> Tensor:
             f" and {tuple(acts_b.shape)}"
         )
     return acts_a.mean(0) - acts_b.mean(0)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class KeepTopEigen(Intervention):
+    """At a bilinear layer's output ``h`` (``site``, e.g. ``"fc1"``), replace the read-out ``u . h`` by its
+    quadratic form with only the given eigencomponents: ``sum_i values[i] (vectors[:, i] . x)^2 + linear . x +
+    constant``, ``x`` the layer's flattened input (read at ``site + ".input"`` in the same pass).
+
+    ``h`` moves along ``u`` only, by the gap between the full and the truncated form, so ``u . h`` becomes the
+    truncated form and any other read-out changes by its overlap with ``u``.  With every eigencomponent kept the
+    output is the clean one.  Build it with :meth:`harness.lenses.bilinear.QuadraticForm.keep_top`::
+
+        form = interaction(policy, logits=logit_difference(Action.UP, Action.DOWN))
+        run(policy, frames, interventions=[form.keep_top(8)])
+    """
+
+    direction: Tensor
+    """``u``, in the layer's output space ``(d_out,)``."""
+    values: Tensor
+    """Kept eigenvalues ``(k,)``."""
+    vectors: Tensor
+    """Kept unit eigenvectors as columns ``(d_in, k)``."""
+    linear: Tensor
+    """The linear term of the layer's form for ``u``, ``(d_in,)``."""
+    constant: float
+    """The constant of the layer's form for ``u`` (the layer's biases only, not later layers')."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("direction", "values", "vectors", "linear"):
+            object.__setattr__(self, name, _as_float_tensor(name, getattr(self, name)).double())
+        d_in = len(self.linear)
+        if self.direction.ndim != 1 or not bool(self.direction.any()):
+            raise InterventionError(f"KeepTopEigen direction must be a non-zero vector (d_out,), got shape "
+                                    f"{tuple(self.direction.shape)}")
+        if self.linear.ndim != 1 or self.vectors.ndim != 2 or self.vectors.shape[0] != d_in \
+                or self.values.shape != self.vectors.shape[1:]:
+            raise InterventionError(
+                f"KeepTopEigen needs vectors (d_in, k), values (k,) and linear (d_in,) that agree; got vectors "
+                f"{tuple(self.vectors.shape)}, values {tuple(self.values.shape)}, linear {tuple(self.linear.shape)}")
+
+    @property
+    def input_site(self) -> str:
+        """The site whose output is the layer's flattened input."""
+        return f"{self.site.name}.input"
+
+    def bind(self, n_examples: int) -> "InputReadingHook":
+        if self.site.channels is not None or self.site.positions is not None:
+            raise InterventionError(f"{self} acts on the whole layer output; pass the site without a selection")
+        return InputReadingHook(self)
+
+    def truncated(self, x: Tensor) -> Tensor:
+        """The truncated form at flattened inputs ``x`` ``(N, d_in)``, in float64."""
+        x, vectors, values, linear = (t.to(x.device).double() for t in (x, self.vectors, self.values, self.linear))
+        return ((x @ vectors) ** 2) @ values + x @ linear + self.constant
+
+
+class InputReadingHook:
+    """The hook of a :class:`KeepTopEigen`: ``read`` keeps the layer's input (hooked at ``input_site``), and the
+    call at the layer's output uses it; the runner installs both."""
+
+    def __init__(self, intervention: KeepTopEigen) -> None:
+        self.intervention, self.input_site, self.x = intervention, intervention.input_site, None
+
+    def read(self, x: Tensor) -> Tensor:
+        self.x = x
+        return x
+
+    def __call__(self, act: Tensor, rows: slice) -> Tensor:
+        iv, x, self.x = self.intervention, self.x, None
+        if x is None:
+            raise InterventionError(f"{iv} found no input at {self.input_site!r} in this forward pass; the site must "
+                                    "be the flattened input of the bilinear layer at " + repr(iv.site.name))
+        _check_shape("KeepTopEigen direction", iv.site, tuple(iv.direction.shape), tuple(act.shape[1:]))
+        _check_shape("KeepTopEigen vectors", iv.site, tuple(iv.vectors.shape[:1]), tuple(x.shape[1:]))
+        u = iv.direction.to(act.device)
+        gap = iv.truncated(x) - act.double() @ u
+        return (act.double() + gap[:, None] * u / (u @ u)).to(act.dtype)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.errors import InterventionError, ModelOutputError, ObservationError
-from harness.policy.interventions import Cache, Intervention, Mean, Recording
+from harness.policy.interventions import Cache, InputReadingHook, Intervention, Mean, Recording
 from harness.policy.models import preprocess
 from harness.policy.sites import Site, hooked
 
@@ -78,7 +78,11 @@ def run(
     was_training = policy.training
     policy.eval()
     try:
-        installed = [(iv.site.name, counted(i, hook)) for i, (iv, hook) in enumerate(zip(applied, hooks, strict=True))]
+        installed = []
+        for i, (iv, hook) in enumerate(zip(applied, hooks, strict=True)):
+            if isinstance(hook, InputReadingHook):  # its layer's input is read first, in the same pass
+                installed.append((hook.input_site, hook.read))
+            installed.append((iv.site.name, counted(i, hook)))
         with hooked(policy, installed):
             with torch.no_grad():
                 for start in range(0, n, batch_size):
