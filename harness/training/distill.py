@@ -41,6 +41,9 @@ from harness.training import progress
 from harness.training.flags import add_config_flags, check_writable, config_from_args
 from harness.training.imitation import part_played
 
+LOG_EVERY = 20_000
+"""Frames between progress lines while collecting."""
+
 FEATURE_SITE = "pool4"
 """The teacher site whose output (flattened) is the student's bilinear input."""
 
@@ -153,7 +156,12 @@ def collect(teacher, student: BilinearCNN | None, cache: FeatureCache, levels: L
     episodes = pool.episodes([levels.next() for _ in range(pool.size)])
     greedy = torch.arange(pool.size) < round(cfg.argmax_share * pool.size)
     finished = succeeded = recorded = 0
+    started, next_report = time.time(), LOG_EVERY
     while recorded < frames:
+        if recorded >= next_report:
+            progress.log(f"  collected {recorded}/{frames} frames, {finished} episodes | "
+                         f"{progress.rate(recorded, frames, started, 'frames')}")
+            next_report += LOG_EVERY
         taught = run(teacher, episodes.observe(), cache=[FEATURE_SITE])
         features = taught.activations[FEATURE_SITE]
         cache.add(features, taught.logits, taught.value)
