@@ -9,14 +9,16 @@ exactly one mark (``<g class="mark">``) per claim.  Drawn with plain strings: no
 
     svg = forest_svg(report.claims)  # paste into a page; one <g class="mark" data-claim=ID> per claim
     svg = histogram_svg(report.claims[0])  # "" when the claim kept no distribution
+    svg = series_svg(["stage1", "stage2"], [[row_at_1, row_at_2], ...])  # each claim over a checkpoint series
 """
 
 import html
 from collections.abc import Sequence
 
 from harness.claims.records import ClaimRecord, fmt
+from harness.errors import ClaimError
 
-__all__ = ["VERDICT_COLOURS", "forest_svg", "histogram_svg"]
+__all__ = ["VERDICT_COLOURS", "forest_svg", "histogram_svg", "series_svg"]
 
 VERDICT_COLOURS = {
     "supported": "#1e8449", "refuted": "#c0392b", "inconclusive": "#d68910", "error": "#7d3c98", "skipped": "#7f8c8d"
@@ -165,4 +167,97 @@ def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -
         f'<text x="{width - 2}" y="{height - 5}" font-size="10" text-anchor="end">{fmt(hi)}</text>',
         "</svg>",
     ]
+    return "".join(parts)
+
+
+SERIES_STEP, SERIES_HEIGHT, SERIES_AXIS, SERIES_HEADER = 64, 118, 18, 50  # pixels: per checkpoint, per claim panel,
+# for the checkpoint labels under a panel, for the legend
+
+
+def _series_panel(labels: Sequence[str], rows: Sequence[ClaimRecord], top: float) -> list[str]:
+    """One claim over the checkpoints: interval bars and estimate dots on the claim's own vertical scale."""
+    e = html.escape
+    first = rows[0]
+    left, bottom = LABEL_WIDTH, top + SERIES_HEIGHT - SERIES_AXIS - 6
+    values = [v for r in rows for v in (r.ci_low, r.ci_high, r.estimate) if v is not None]
+    values += _thresholds(first) or [0.0]
+    lo, hi = min(values), max(values)
+    pad = 0.08 * (hi - lo) or 0.05 * (abs(hi) or 1.0)
+    lo, hi = lo - pad, hi + pad
+
+    def y(v: float) -> float:
+        return round(top + 10 + (hi - v) / (hi - lo) * (bottom - top - 10), 2)
+
+    right = left + SERIES_STEP * len(labels)
+    parts = [
+        f'<g class="series" data-claim="{e(first.id)}">',
+        f'<text x="{left - 8}" y="{top + 48}" text-anchor="end" font-size="12" font-weight="bold">{e(first.id)}</text>',
+        f'<text x="{left - 8}" y="{top + 63}" text-anchor="end" font-size="10" fill="#555">needed: '
+        f"{e(first.needed)}</text>",
+        f'<text x="{left - 4}" y="{top + 14}" text-anchor="end" font-size="9" fill="#777">{e(fmt(hi))}</text>',
+        f'<text x="{left - 4}" y="{bottom}" text-anchor="end" font-size="9" fill="#777">{e(fmt(lo))}</text>',
+        f'<rect x="{left}" y="{top + 8}" width="{right - left}" height="{round(bottom - top - 6, 2)}" fill="none" '
+        'stroke="#ccc"/>',
+    ]
+    if first.threshold is not None:
+        edges = _supporting_side(first, y, lo, hi)
+        upper, lower = min(edges), max(edges)
+        if lower > upper:
+            parts.append(f'<rect x="{left}" y="{upper}" width="{right - left}" height="{round(lower - upper, 2)}" '
+                         f'fill="#e3f4e8"><title>supports the claim: {e(first.needed)}</title></rect>')  # fmt: skip
+    for t in _thresholds(first):
+        parts.append(f'<line x1="{left}" y1="{y(t)}" x2="{right}" y2="{y(t)}" stroke="#333" stroke-dasharray="4 3">'
+                     f"<title>bound {fmt(t)}</title></line>")  # fmt: skip
+    dots = [(left + SERIES_STEP * (i + 0.5), r.estimate) for i, r in enumerate(rows) if r.estimate is not None]
+    if len(dots) > 1:
+        points = " ".join(f"{round(x, 2)},{y(v)}" for x, v in dots)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="#aaa" stroke-width="1"/>')
+    for i, (label, r) in enumerate(zip(labels, rows)):
+        x = round(left + SERIES_STEP * (i + 0.5), 2)
+        colour = VERDICT_COLOURS.get(r.verdict, "#555")
+        parts.append(f'<g class="mark" data-checkpoint="{e(label)}" data-verdict="{e(r.verdict)}">')
+        if r.estimate is None or r.ci_low is None or r.ci_high is None:
+            reason = r.message.splitlines()[0] if r.message else r.verdict
+            mid = round((top + bottom) / 2, 2)
+            parts.append(f'<rect x="{x - 5}" y="{mid - 5}" width="10" height="10" fill="none" stroke="{colour}" '
+                         f'stroke-width="2"><title>{e(label)}: {e(r.verdict)}, no interval: {e(reason)}</title></rect>')
+        else:
+            tip = e(f"{label}: {r.verdict}, {r.interval}; needed {r.needed}")
+            parts += [
+                f'<line x1="{x}" y1="{y(r.ci_low)}" x2="{x}" y2="{y(r.ci_high)}" stroke="{colour}" stroke-width="4" '
+                f'stroke-linecap="round"><title>{tip}</title></line>',
+                f'<circle cx="{x}" cy="{y(r.estimate)}" r="5" fill="{colour}" stroke="#fff" stroke-width="1.5">'
+                f"<title>{tip}</title></circle>",
+            ]
+        parts += [f'<text x="{x}" y="{bottom + 14}" text-anchor="middle" font-size="10">{e(label)}</text>', "</g>"]
+    parts.append("</g>")
+    return parts
+
+
+def series_svg(labels: Sequence[str], claims: Sequence[Sequence[ClaimRecord]]) -> str:
+    """Each claim's estimate over a series of checkpoints: one panel per claim on its own vertical scale, per
+    checkpoint (left to right) the interval as a bar and the estimate as a dot in the verdict's colour, the bound
+    dashed and the side that supports the claim shaded, as in :func:`forest_svg`; a checkpoint without an interval
+    gets a hollow square.  ``claims`` holds one row per checkpoint for each claim; one ``<g class="series"
+    data-claim=ID>`` per claim, one ``<g class="mark" data-checkpoint=LABEL>`` per checkpoint inside it."""
+    if not claims:
+        return ""
+    width = max(LABEL_WIDTH + SERIES_STEP * len(labels) + 20, 600)
+    height = SERIES_HEADER + SERIES_HEIGHT * len(claims)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="series" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" font-family="system-ui,sans-serif">',
+        f"<title>{len(claims)} claims over {len(labels)} checkpoints: interval (bar), estimate (dot), bound "
+        "(dashed)</title>",
+        '<text x="8" y="14" font-size="11" fill="#333">bar: interval at the claim\'s confidence; dot: estimate in '
+        "the verdict's colour; dashed: bound</text>",
+        '<text x="8" y="28" font-size="11" fill="#333">shaded: where the interval must lie to support the claim</text>',
+        '<text x="8" y="42" font-size="11" fill="#333">each claim has its own vertical scale (ends printed on the '
+        "left); checkpoints in series order</text>",
+    ]
+    for i, rows in enumerate(claims):
+        if len(rows) != len(labels):
+            raise ClaimError(f"claim {rows[0].id if rows else i}: {len(rows)} rows for {len(labels)} checkpoints")
+        parts += _series_panel(labels, rows, SERIES_HEADER + i * SERIES_HEIGHT)
+    parts.append("</svg>")
     return "".join(parts)

@@ -1,8 +1,9 @@
 """Saved runs: a run's rows with its metadata, reading ``claims.json`` back, comparing runs, and runs as DataFrames.
 
 ``load_run`` gives a :class:`RunReport`; ``read_run`` gives its rows as a pandas DataFrame (one row per claim) and
-``runs_table`` lays several runs side by side (claims x runs: verdict and interval).  pandas is imported inside
-those two functions only, so pytest starts without it.
+``runs_table`` lays several runs side by side (claims x runs: verdict and interval).  A checkpoint series (one
+run per checkpoint, :mod:`harness.claims.series`) reads back with ``load_series`` and, as claims x checkpoints,
+``read_series``.  pandas is imported inside the functions that return DataFrames only, so pytest starts without it.
 """
 
 import json
@@ -16,7 +17,8 @@ from harness.claims.records import ClaimRecord, fmt
 from harness.errors import ClaimError
 
 __all__ = [
-    "Change", "Comparison", "RunReport", "compare_runs", "earlier_runs", "load_run", "read_run", "runs_table"
+    "Change", "Comparison", "RunReport", "compare_runs", "earlier_runs", "load_run", "load_series", "read_run",
+    "read_series", "runs_table",
 ]
 
 
@@ -182,19 +184,70 @@ def runs_table(paths: Iterable[str | os.PathLike]) -> "pandas.DataFrame":  # noq
     """Several saved runs side by side: one row per claim id, and for each run (in the order given) its
     ``verdict``, ``estimate``, ``ci_low`` and ``ci_high`` (columns ``(run, field)``; NaN where a run lacks the
     claim).  Runs must have distinct names."""
-    import pandas as pd
-
-    frames: dict[str, pd.DataFrame] = {}
+    reports: dict[str, RunReport] = {}
     for path in paths:
         report = load_run(path)
-        if report.name in frames:
+        if report.name in reports:
             raise ClaimError(
                 f"two runs are named {report.name!r} (the second at {path}); compare runs with distinct names"
             )
-        frames[report.name] = _frame(report).set_index("id")[list(INTERVAL_COLUMNS)]
-    if not frames:
+        reports[report.name] = report
+    if not reports:
         raise ClaimError("runs_table needs at least one run (a directory or claims.json)")
+    return _side_by_side(reports, "run")
+
+
+def _side_by_side(reports: Mapping[str, RunReport], level: str) -> "pandas.DataFrame":  # noqa: F821
+    import pandas as pd
+
+    frames = {name: _frame(report).set_index("id")[list(INTERVAL_COLUMNS)] for name, report in reports.items()}
     table = pd.concat(frames, axis=1)
-    table.columns.names = ["run", "field"]
+    table.columns.names = [level, "field"]
     table.index.name = "claim"
     return table
+
+
+SERIES_FILE = "series.json"
+"""A checkpoint series' metadata in its folder: the checkpoints in order, each with its run's folder."""
+
+
+def load_series(path: str | os.PathLike) -> tuple[dict[str, Any], tuple[tuple[str, RunReport], ...]]:
+    """A checkpoint series (its folder or ``series.json``): its metadata and ``(label, run)`` per checkpoint in
+    series order.  Every run must hold the same claims, else a ClaimError names what differs.
+
+        meta, runs = load_series("reports/series-customcnn_bc")
+        [label for label, _ in runs]  # ['stage1', 'stage2', ..., 'stage10']
+    """
+    folder = Path(path)
+    folder = folder.parent if folder.name == SERIES_FILE else folder
+    try:
+        meta = json.loads((folder / SERIES_FILE).read_text(encoding="utf-8"))
+        entries = [(str(c["label"]), folder / c["run"]) for c in meta["checkpoints"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClaimError(f"cannot read a checkpoint series from {folder}: {exc}; write one with "
+                         "python -m harness.claims.series run --policies ...") from exc  # fmt: skip
+    runs = tuple((label, load_run(run)) for label, run in entries)
+    if not runs:
+        raise ClaimError(f"the checkpoint series in {folder} lists no checkpoints")
+    first_label, first = runs[0]
+    expected = {r.id for r in first.claims}
+    for label, report in runs[1:]:
+        found = {r.id for r in report.claims}
+        if found != expected:
+            raise ClaimError(
+                f"the runs of a series must hold the same claims: {label} lacks {sorted(expected - found)} and adds "
+                f"{sorted(found - expected)} against {first_label}; run every checkpoint with the same claim files "
+                "and options"
+            )
+    return meta, runs
+
+
+def read_series(path: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """A checkpoint series as claims x checkpoints: one row per claim id, and for each checkpoint (in series order)
+    its ``verdict``, ``estimate``, ``ci_low`` and ``ci_high`` (columns ``(checkpoint, field)``).
+
+        table = read_series("reports/series-customcnn_bc")
+        table.xs("verdict", axis=1, level="field")  # claims x checkpoints of verdicts
+    """
+    _, runs = load_series(path)
+    return _side_by_side(dict(runs), "checkpoint")

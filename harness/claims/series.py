@@ -1,0 +1,191 @@
+"""One claims run across many checkpoints: the suite once per checkpoint, and one report that lays the claims
+side by side over the series (claims x checkpoints, and each claim's estimate over the series as a plot).
+
+Commands (``python -m harness.claims.series --help``)::
+
+    # the shipped agent's training stages, rebuilt from git history and checked against their cards
+    python -m harness.claims.series stages --out checkpoints/customcnn_bc
+    # the default claim suite on each of them (pytest-xdist workers within each checkpoint's run)
+    python -m harness.claims.series run --policies checkpoints/customcnn_bc -n 2
+    # on a Ray cluster instead: one Ray task per checkpoint x claim file
+    python -m harness.claims.series run --policies checkpoints/customcnn_bc --backend ray --ray-address auto
+    # rewrite the tables and the plot from the saved runs
+    python -m harness.claims.series report reports/series-customcnn_bc
+
+``--policies`` takes policy files and folders of them (a folder's ``*.pt`` in natural order: ``stage2`` before
+``stage10``); each checkpoint is labelled by its file's stem.  Any other argument goes to pytest (``--claims-heavy``,
+``--sampling-seed 3``, ``-m "not heavy"``...); ``--claims PATH`` names the claim files or folders (default
+``claims``).  Each checkpoint's run is a normal claims run, written to ``<out>/runs/<label>/`` by the plugin, so
+``read_run`` and ``--claims-compare`` work on it; ``<out>/series.json`` lists them in order, and
+:func:`~harness.claims.runs.read_series` reads the series back as claims x checkpoints.
+
+SAEs: a checkpoint uses its own SAEs when they lie beside it as ``<stem>.sae-<site>.pt`` (the stages command writes
+each stage's SAEs, retrained on that stage by the SAE card commands, from git history).  ``--sae SITE=PATH`` puts
+one SAE on every checkpoint instead (for example the shipped SAE: on an earlier stage an SAE claim then tests the
+final agent's SAE spliced into that stage).  A checkpoint with neither uses pytest's defaults (the ini's
+``heist_saes``, the shipped SAEs).  The report's checkpoint table names the SAE files each run used.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.claims.runs import SERIES_FILE, load_run
+from harness.claims.series_checkpoints import check_finished, find_checkpoints, pytest_command, shown_path
+from harness.claims.series_report import write_series_report
+from harness.errors import ClaimError
+
+__all__ = ["main", "run_series"]
+
+SET_BY_SERIES = ("--policy", "--sae", "--claims-run", "--claims-report-dir", "--claims-overwrite", "-n",
+                 "--numprocesses")  # fmt: skip
+BACKENDS = ("xdist", "ray")
+
+
+def _run_with_xdist(checkpoints, *, claims, pytest_args, workers, saes, runs_dir, root, logs) -> Iterator[dict]:
+    """Each checkpoint's run in turn, ``workers`` xdist workers each; yields ``{"exit_status", "seconds"}``."""
+    for i, checkpoint in enumerate(checkpoints, start=1):
+        command = pytest_command(checkpoint, claims=claims, pytest_args=pytest_args, report_dir=runs_dir,
+                                 run=checkpoint.label, saes=saes)  # fmt: skip
+        command += [] if str(workers) == "0" else ["-n", str(workers)]
+        started = time.perf_counter()
+        finished = subprocess.run(command, cwd=root, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        (logs / f"{checkpoint.label}.txt").write_text(finished.stdout + finished.stderr, encoding="utf-8")
+        check_finished(checkpoint.label, finished.returncode, runs_dir / checkpoint.label / "claims.json",
+                       finished.stdout + finished.stderr)  # fmt: skip
+        print(f"[{i}/{len(checkpoints)}] {checkpoint.label}: pytest exit {finished.returncode} in {seconds:.0f} s",
+              flush=True)  # fmt: skip
+        yield {"exit_status": finished.returncode, "seconds": round(seconds, 1)}
+
+
+def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike, claims: Sequence[str] = ("claims",),
+               pytest_args: Sequence[str] = (), workers: int | str = "auto", backend: str = "xdist",
+               saes: Mapping[str, str | os.PathLike] | None = None, name: str | None = None,
+               root: str | os.PathLike = ".", overwrite: bool = False, ray_address: str | None = None) -> Path:  # fmt: skip
+    """Run the claim suite once per checkpoint and write the series report into ``out``; returns ``out``.
+
+    ``backend="xdist"`` runs the checkpoints one after another, each with ``workers`` pytest-xdist workers
+    (``0``: none); ``"ray"`` runs one Ray task per checkpoint x claim file (:mod:`harness.claims.series_ray`).
+    ``root`` is where pytest runs (the project whose ``claims`` and ini are used).  With xdist, ``series.json``
+    and the report are rewritten after each checkpoint, so a series stopped part-way keeps what it finished
+    (``finished`` stays null until the last checkpoint).
+
+        run_series(["checkpoints/customcnn_bc"], out="reports/series-customcnn_bc", pytest_args=["--claims-heavy"])
+    """
+    checkpoints = find_checkpoints(policies)
+    if backend not in BACKENDS:
+        raise ClaimError(f"backend {backend!r} is none of {BACKENDS}")
+    clashing = [a for a in pytest_args if a.split("=")[0] in SET_BY_SERIES]
+    if clashing:
+        raise ClaimError(f"pytest argument {clashing[0]!r} is set by the series for each checkpoint; use the series' "
+                         "own --sae, --workers (-n), --out and --overwrite")  # fmt: skip
+    if not claims:
+        raise ClaimError("no claim files: pass --claims PATH (files or folders), e.g. --claims claims")
+    root, out = Path(root).resolve(), Path(out).absolute()
+    if (out / SERIES_FILE).exists() and not overwrite:
+        raise ClaimError(f"a series is saved in {out}; every series is kept, so choose another --out, or pass "
+                         "--overwrite to replace it")  # fmt: skip
+    saes = {site: Path(path) for site, path in (saes or {}).items()}
+    missing = [f"{site}={path}" for site, path in saes.items() if not path.is_file()]
+    if missing:
+        raise ClaimError(f"SAE checkpoint {missing[0]} does not exist")
+    runs_dir, logs = out / "runs", out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    options = {"claims": list(claims), "pytest_args": list(pytest_args), "saes": saes, "runs_dir": runs_dir,
+               "root": root}  # fmt: skip
+    if backend == "ray":
+        from harness.claims.series_ray import run_with_ray
+
+        results = iter(run_with_ray(checkpoints, address=ray_address, logs=logs, **options))
+    else:
+        results = _run_with_xdist(checkpoints, workers=workers, logs=logs, **options)
+    from harness.policy.models import checkpoint_sha256
+
+    meta = {
+        "series": name or out.name, "backend": backend if backend == "ray" else f"xdist (-n {workers})",
+        "claims": list(claims), "pytest_args": list(pytest_args), "started": started, "finished": None,
+        "checkpoints": [],
+    }  # fmt: skip
+    for checkpoint, result in zip(checkpoints, results):
+        meta["checkpoints"].append({
+            "label": checkpoint.label, "policy": shown_path(checkpoint.policy, root),
+            "policy_sha256": checkpoint_sha256(checkpoint.policy),
+            "saes_used": load_run(runs_dir / checkpoint.label).run.get("saes"), "run": f"runs/{checkpoint.label}",
+            **result,
+        })  # fmt: skip
+        if len(meta["checkpoints"]) == len(checkpoints):
+            meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        (out / SERIES_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_series_report(out)
+    return out
+
+
+def _default_out(first_policy: str) -> str:
+    """``reports/series-<folder>``: the folder named first, or the folder of the policy file named first."""
+    path = Path(first_policy).resolve()
+    return f"reports/series-{(path.parent if path.is_file() else path).name}"
+
+
+def _sae_entries(entries: Sequence[str]) -> dict[str, str]:
+    saes = {}
+    for entry in entries:
+        site, sep, path = entry.partition("=")
+        if not sep or not site or not path or site in saes:
+            raise ClaimError(f"--sae {entry!r}: give SITE=PATH, each site once (e.g. --sae conv4a=sae.pt)")
+        saes[site] = path
+    return saes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m harness.claims.series", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    stages = commands.add_parser("stages", help="rebuild the shipped agent's training stages from git history")
+    stages.add_argument("--out", required=True, help="folder to write stageN.pt (and their SAEs) into")
+    run = commands.add_parser("run", help="run the claim suite on each checkpoint and write the series report; "
+                                          "other arguments go to pytest")  # fmt: skip
+    run.add_argument("--policies", nargs="+", required=True, help="policy files and folders of them, in order")
+    run.add_argument("--out", help="series folder (default reports/series-<name of the first --policies>)")
+    run.add_argument("--claims", nargs="+", default=["claims"], help="claim files or folders (default: claims)")
+    run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers per checkpoint (0: none)")
+    run.add_argument("--sae", action="append", default=[], metavar="SITE=PATH", help="one SAE for every checkpoint")
+    run.add_argument("--backend", choices=BACKENDS, default="xdist", help="xdist (default) or ray")
+    run.add_argument("--ray-address", help="Ray cluster to join (e.g. auto); default: a local Ray instance")
+    run.add_argument("--name", help="the series' name in its report (default: the --out folder's name)")
+    run.add_argument("--overwrite", action="store_true", help="replace a series saved in --out")
+    report = commands.add_parser("report", help="rewrite a series' tables and plot from its saved runs")
+    report.add_argument("folder")
+    args, pytest_args = parser.parse_known_args(argv)
+    pytest_args = [a for a in pytest_args if a != "--"]
+    try:
+        if args.command == "stages":
+            from harness.claims.series_stages import rebuild_stages
+
+            manifest = rebuild_stages(args.out)
+            for stage in manifest["stages"]:
+                extra = f": {stage['rebuild']}" if "rebuild" in stage and stage["status"] == "missing" else ""
+                print(f"{stage['label']}: {stage['status']} (sha256 {stage['sha256'][:16]}){extra}")
+            return 0
+        if args.command == "report":
+            print("\n".join(map(str, write_series_report(args.folder))))
+            return 0
+        folder = run_series(args.policies, out=args.out or _default_out(args.policies[0]), claims=args.claims, pytest_args=pytest_args, workers=args.workers,
+                            backend=args.backend, saes=_sae_entries(args.sae), name=args.name,
+                            overwrite=args.overwrite, ray_address=args.ray_address)  # fmt: skip
+        print(f"series report written to {folder}")
+        return 0
+    except ClaimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
