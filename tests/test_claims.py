@@ -241,6 +241,10 @@ def test_a_claim_is_checked_once():
         ({"seeds": "selection"}, "a confirmatory claim is tested on seeds='confirmation', not 'selection'"),
         ({"seeds": "training"}, "declare family='exploratory' to test on another range"),
         ({"unit": "widgets"}, "unit 'widgets' is unknown"),
+        ({"architectures": ["resnet"]}, r"claim 'H1': architectures \['resnet'\] are unknown; use names of"),
+        ({"architectures": []}, "claim 'H1': architectures must name at least one of"),
+        ({"saes": [""]}, r"claim 'H1': saes must name the sites or roles \(mid_conv, last_conv"),
+        ({"sae": ["conv4a"]}, "unknown sae .*optionally family, selected_on, unit, architectures, saes"),
     ],
 )
 def test_declaration_errors_name_the_claim(change, match):
@@ -263,6 +267,35 @@ def test_a_declaration_reads_as_a_spec():
     assert spec.sites == ("conv3a",)
     assert spec.bound == Bound(direction="equivalence", threshold=0.02)
     assert str(spec.bound) == "interval within ±0.02"
+
+
+def test_a_declaration_names_its_architectures_and_saes():
+    spec = ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1, architectures="impala", saes="last_conv")
+    assert (spec.architectures, spec.saes) == (("impala",), ("last_conv",))
+    everywhere = ClaimSpec.declare(**DECLARATION, lower_bound_above=0.1)
+    assert (everywhere.architectures, everywhere.saes) == (None, ())
+
+
+def test_a_claim_applies_to_the_policy_or_says_why_not():
+    """Roles in the declared sites read as the policy's own sites; another architecture, or an SAE site without a
+    loaded SAE, is a reason to skip."""
+    from harness.claims.declaration import applied
+    from harness.policy.models import CustomCNN, ImpalaCNN
+
+    spec = ClaimSpec.declare(**{**DECLARATION, "sites": ["last_conv.sae.latents:selected", "last_conv.relu:3",
+                                                         "mid_conv", "conv4a", "policy"]},
+                             lower_bound_above=0.1, saes=["last_conv"])  # fmt: skip
+    resolved, reason = applied(spec, CustomCNN(), sae_sites={"conv4a"})
+    assert reason is None
+    assert resolved.sites == ("conv4a.sae.latents:selected", "conv4a.relu:3", "conv3a", "conv4a", "policy")
+    impala = ImpalaCNN()
+    assert applied(spec, impala, sae_sites={"stack3.res2"})[0].sites[:3] == (
+        "stack3.res2.sae.latents:selected", "stack3.relu:3", "stack2.res2")
+    assert applied(spec, impala, sae_sites={"conv4a"})[1] == (
+        "needs an SAE on last_conv (stack3.res2 in this impala policy), and none is loaded for this policy: pass "
+        "--sae stack3.res2=PATH (the ini's heist_saes go with its heist_policy only)")
+    only_custom = replace(spec, architectures=("custom_cnn",), saes=())
+    assert applied(only_custom, impala, sae_sites=set())[1] == "applies to custom_cnn; the policy under test is impala"
 
 
 def test_the_record_carries_declaration_numbers_and_evidence():

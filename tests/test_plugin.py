@@ -349,7 +349,7 @@ def test_skips_pictures_and_metadata_conflicts(claims):
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["warning: metadata 'seed_ranges' recorded as * and as 'changed'; kept the first"])
     rows = {r["id"]: r for r in saved(claims)["claims"]}
-    assert (rows["H-skip"]["verdict"], rows["H-skip"]["message"]) == ("skipped", "Skipped: needs the hires renderer")
+    assert (rows["H-skip"]["verdict"], rows["H-skip"]["message"]) == ("skipped", "needs the hires renderer")
     page = (claims.path / "reports" / "r1" / "index.html").read_text()
     assert "data:image/png;base64," in page and "clean level" in page
 

@@ -215,3 +215,141 @@ def test_a_selection_is_computed_once_per_model_seed_and_source(pytester):
     pytester.makepyfile(selection=textwrap.dedent(SELECTION) + "# edited\n")
     run(pytester, "test_a.py").assert_outcomes(passed=1)
     assert len(calls.read_text().split()) == 3
+
+
+ARCHITECTURE_CLAIMS = """
+    import numpy as np
+    import pytest
+
+    from harness import run
+    from harness.stats import wilson_interval
+
+
+    def declare(claim_id, **extra):
+        return pytest.mark.claim(id=claim_id, statement=f"{claim_id} holds.", metric="share", seeds="confirmation",
+                                 n=64, lower_bound_above=0.1, **{"sites": ["last_conv:selected"], **extra})
+
+
+    def supported(claim):
+        claim.check(wilson_interval(60, 64, confidence=claim.confidence))
+
+
+    @declare("A-any", sites=["last_conv:selected", "mid_conv", "last_conv.sae.latents", "policy"])
+    def test_any(claim, policy):
+        frames = np.zeros((1, 64, 64, 3), np.uint8)
+        assert run(policy, frames, cache=["last_conv"]).activations["last_conv"].shape == (1, 32, 8, 8)
+        supported(claim)
+
+
+    @declare("A-custom", architectures=["custom_cnn"])
+    def test_custom(claim, policy):
+        supported(claim)
+
+
+    @declare("A-sae", saes=["last_conv"])
+    def test_sae(claim, saes):
+        assert saes["last_conv"].config.site == "conv4a"
+        supported(claim)
+
+
+    @declare("A-typo", family="exploratory")
+    def test_typo(claim, policy):
+        run(policy, np.zeros((1, 64, 64, 3), np.uint8), cache=["last_cnv"])
+"""
+
+
+@pytest.fixture
+def checkpoints(tmp_path):
+    """A fresh CustomCNN and ImpalaCNN checkpoint, and an SAE on CustomCNN's conv4a."""
+    import torch
+
+    from harness.lenses.sae import save_sae
+    from harness.lenses.sae.model import ConvSAEConfig, build_sae
+    from harness.policy.models import CustomCNN, ImpalaCNN
+
+    paths = {name: tmp_path / f"{name}.pt" for name in ("custom", "impala", "sae")}
+    torch.manual_seed(0)
+    for name, model in (("custom", CustomCNN()), ("impala", ImpalaCNN())):
+        torch.save(model.state_dict(), paths[name])
+    save_sae(build_sae(ConvSAEConfig(site="conv4a", channels=32)), paths["sae"])
+    return paths
+
+
+def rows_by_id(pytester: pytest.Pytester, run_name: str) -> dict:
+    return {row["id"]: row for row in saved(pytester, run_name)["claims"]}
+
+
+def test_claims_resolve_roles_and_skip_where_they_do_not_apply(pytester, checkpoints):
+    """Issue 20 item 4: on IMPALA the roles name IMPALA's sites, the CustomCNN-only claim and the one needing an SAE
+    are skipped with their reasons (rows, not errors), and the skipped claims are outside their family's m."""
+    pytester.makepyfile(test_arch=ARCHITECTURE_CLAIMS)
+    impala = run(pytester, f"--policy={checkpoints['impala']}", "--claims-run", "impala", "-rs")
+    impala.assert_outcomes(passed=1, skipped=2, errors=1)
+    impala.stdout.fnmatch_lines(["*skipped:*", "*A-custom: applies to custom_cnn; the policy under test is impala*"])
+    rows = rows_by_id(pytester, "impala")
+    assert rows["A-any"]["verdict"] == "supported"
+    assert rows["A-any"]["sites"] == ["stack3.res2:selected", "stack2.res2", "stack3.res2.sae.latents", "policy"]
+    assert rows["A-custom"]["verdict"] == "skipped"
+    assert rows["A-custom"]["message"] == "applies to custom_cnn; the policy under test is impala"
+    assert rows["A-sae"]["verdict"] == "skipped"
+    assert rows["A-sae"]["message"].startswith("needs an SAE on last_conv (stack3.res2 in this impala policy), and "
+                                               "none is loaded for this policy: pass --sae stack3.res2=PATH")
+    assert rows["A-typo"]["verdict"] == "error" and "did you mean 'last_conv'" in rows["A-typo"]["message"]
+    assert rows["A-any"]["family_size"] == 1 and rows["A-any"]["confidence"] == pytest.approx(0.95)
+    assert rows["A-any"]["p_holm"] == rows["A-any"]["p_value"]  # Holm over a family of one, skipped rows left out
+
+    custom = run(pytester, f"--policy={checkpoints['custom']}", "--claims-run", "custom")
+    custom.assert_outcomes(passed=2, skipped=1, errors=1)
+    rows = rows_by_id(pytester, "custom")
+    assert rows["A-any"]["sites"] == ["conv4a:selected", "conv3a", "conv4a.sae.latents", "policy"]
+    assert rows["A-custom"]["verdict"] == "supported" and rows["A-custom"]["family_size"] == 2
+    assert rows["A-sae"]["verdict"] == "skipped" and "pass --sae conv4a=PATH" in rows["A-sae"]["message"]
+
+    with_sae = run(pytester, f"--policy={checkpoints['custom']}", f"--sae=conv4a={checkpoints['sae']}",
+                   "--claims-run", "with-sae")
+    with_sae.assert_outcomes(passed=3, errors=1)
+    assert {row["id"]: row["family_size"] for row in saved(pytester, "with-sae")["claims"]} == {
+        "A-any": 3, "A-custom": 3, "A-sae": 3, "A-typo": 1}
+
+
+def test_a_claim_declares_known_architectures_and_sae_sites(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim(id="A-bad", statement="s", sites=["last_conv"], metric="m", seeds="confirmation", n=8,
+                           lower_bound_above=0.1, architectures=["resnet"])
+        def test_bad(claim):
+            pass
+
+        @pytest.mark.claim(id="A-bad-sae", statement="s", sites=["last_conv"], metric="m", seeds="confirmation", n=8,
+                           lower_bound_above=0.1, saes=[3])
+        def test_bad_sae(claim):
+            pass
+        """
+    )
+    result = run(pytester, "--claims-run", "bad")
+    result.assert_outcomes(errors=2)
+    rows = rows_by_id(pytester, "bad")
+    assert "claim 'A-bad': architectures ['resnet'] are unknown; use names of [" in rows["A-bad"]["message"]
+    assert "saes must name the sites or roles (mid_conv, last_conv, last_conv.relu, pre_head)" in (
+        rows["A-bad-sae"]["message"])
+
+
+def test_the_ini_saes_go_with_the_ini_policy_only(pytester, checkpoints):
+    """SAEs trained on the ini's policy are not used with another --policy; the same file, or a copy, keeps them."""
+    import shutil
+
+    shutil.copy(checkpoints["custom"], pytester.path / "agent.pt")
+    shutil.copy(checkpoints["custom"], pytester.path / "copy.pt")
+    shutil.copy(checkpoints["sae"], pytester.path / "sae.pt")
+    pytester.makeini("[pytest]\nheist_policy = agent.pt\nheist_saes = conv4a=sae.pt\n")
+    pytester.makepyfile(
+        """
+        def test_saes(claims_options):
+            print("SAES", sorted(claims_options.saes))
+        """
+    )
+    for policy, expected in ((None, "['conv4a']"), ("copy.pt", "['conv4a']"), (str(checkpoints["impala"]), "[]")):
+        result = run(pytester, "-s", *(() if policy is None else (f"--policy={policy}",)))
+        assert f"SAES {expected}" in result.stdout.str(), (policy, result.stdout.str())

@@ -22,6 +22,13 @@ its ``unit`` (``"levels"``, the default, ``"pairs"``, ``"episodes"``, ``"latents
 or ``"channels"``), and the family (``confirmatory``, the default, tested on ``seeds="confirmation"`` only, or
 ``exploratory``, on any range).  ``claim.attach(image, caption)`` adds pictures (uint8 RGB arrays) to the report.
 
+Sites may be named by role (``sites=["last_conv:selected"]``, :mod:`harness.policy.roles`), so one claim runs on
+every architecture; the report names the site each role resolved to.  A claim about some architectures only
+declares ``architectures=["custom_cnn", ...]`` (default: all), and one that needs SAEs declares their sites or
+roles, ``saes=["last_conv"]``.  A claim that does not apply to the policy under test (another architecture, an SAE
+not loaded for it) is skipped with the reason in its report row, and is no member of its family's ``m``
+(:mod:`harness.claims.declaration`).
+
 Selecting, then confirming
 --------------------------
 A claim about a unit chosen from the data (the channel whose ablation lowers P(UP) most, a latent, a steering
@@ -64,23 +71,19 @@ of one: take confirmatory verdicts from full runs.
 
 import json
 import math
-import numbers
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from harness.claims.records import BOUND_KEYWORDS, FAMILIES, Bound, ClaimRecord, Figure, Histogram, fmt
+from harness.claims.declaration import CONFIRMATION, ClaimSpec
+from harness.claims.records import Bound, ClaimRecord, Figure, Histogram, fmt
 from harness.errors import ClaimError
 from harness.stats import SequentialResult
 
-__all__ = ["Claim", "ClaimRefuted", "ClaimSpec"]
+__all__ = ["Bound", "CONFIRMATION", "Claim", "ClaimRefuted", "ClaimSpec"]  # Bound, CONFIRMATION, ClaimSpec: re-exported
 
-CONFIRMATION = "confirmation"
-"""The seed range every confirmatory claim is tested on."""
-UNITS = ("levels", "pairs", "episodes", "latents", "restarts", "states", "channels")
-"""What a claim's ``n`` may count (``unit=``, default ``"levels"``)."""
 NULL_ALTERNATIVE = {"lower": "greater", "upper": "less"}
 """The alternative a null-baseline test must have to back a bound of each direction."""
 RESULT_ATTRIBUTES = (
@@ -91,92 +94,6 @@ RESULT_ATTRIBUTES = (
 
 class ClaimRefuted(AssertionError):
     """The claim's interval lies on the wrong side of its pre-registered bound; the message gives the numbers."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClaimSpec:
-    """A claim's declaration: what it states, about which sites, which bound, on which sample (``n`` counted in
-    ``unit``), in which family, and (``selected_on``) the seed range its unit was chosen on, if it chose one."""
-
-    id: str
-    statement: str
-    sites: tuple[str, ...]
-    metric: str
-    bound: Bound
-    seeds: str
-    n: int
-    family: str = "confirmatory"
-    selected_on: str | None = None
-    unit: str = "levels"
-
-    def __post_init__(self) -> None:
-        def problem(text: str) -> ClaimError:
-            return ClaimError(f"claim {self.id!r}: {text}")
-
-        if not isinstance(self.id, str) or not self.id or any(c.isspace() for c in self.id):
-            raise ClaimError(f"claim id {self.id!r} must be a non-empty string without spaces")
-        for name in ("statement", "metric", "seeds"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise problem(f"{name} must be a non-empty string")
-        if not isinstance(self.sites, tuple) or not self.sites or not all(isinstance(s, str) and s for s in self.sites):
-            raise problem(f"sites must name at least one site, got {self.sites!r}")
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise problem(f"n must be a positive int (the planned number of levels), got {self.n!r}")
-        if self.family not in FAMILIES:
-            raise problem(f"family {self.family!r} is unknown; use one of {FAMILIES}")
-        if self.family == "confirmatory" and self.seeds != CONFIRMATION:
-            raise problem(
-                f"a confirmatory claim is tested on seeds={CONFIRMATION!r}, not {self.seeds!r} (choose units on "
-                "selected_on='selection'); declare family='exploratory' to test on another range"
-            )
-        if self.unit not in UNITS:
-            raise problem(f"unit {self.unit!r} is unknown; use one of {UNITS}")
-        if not math.isfinite(self.bound.threshold):
-            raise problem(f"the bound must be a finite number, got {self.bound.threshold!r}")
-        if self.bound.direction == "equivalence" and self.bound.threshold <= 0:
-            raise problem(f"equivalent_within needs a positive margin, got {self.bound.threshold!r}")
-        if self.selected_on is not None:
-            if not isinstance(self.selected_on, str) or not self.selected_on.strip():
-                raise problem(f"selected_on must name a seed range, got {self.selected_on!r}")
-            if self.selected_on == self.seeds:
-                raise problem(
-                    f"selected_on and seeds are both {self.seeds!r}; choose the unit on one range and test it on "
-                    "another (e.g. selected_on='selection', seeds='confirmation')"
-                )
-
-    @property
-    def seed_ranges(self) -> tuple[str, ...]:
-        """The ranges this claim may draw levels from: its ``seeds``, then ``selected_on`` if declared."""
-        return (self.seeds,) if self.selected_on is None else (self.seeds, self.selected_on)
-
-    @classmethod
-    def declare(cls, **declaration: Any) -> "ClaimSpec":
-        """Build from the marker's keywords, naming the claim and what is wrong when the declaration is bad."""
-        name = repr(declaration.get("id", "<no id>"))
-        bounds = {k: declaration.pop(k) for k in BOUND_KEYWORDS if k in declaration}
-        if len(bounds) != 1:
-            raise ClaimError(
-                f"claim {name}: declare exactly one bound of {sorted(BOUND_KEYWORDS)}, got {sorted(bounds) or 'none'}"
-            )
-        ((keyword, threshold),) = bounds.items()
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise ClaimError(f"claim {name}: {keyword} must be a number, got {threshold!r}")
-        required = ("id", "statement", "sites", "metric", "seeds", "n")
-        missing = [k for k in required if k not in declaration]
-        unknown = sorted(set(declaration) - {*required, "family", "selected_on", "unit"})
-        if missing or unknown:
-            problems = [f"{label} {', '.join(keys)}" for label, keys in (("missing", missing), ("unknown", unknown))
-                        if keys]  # fmt: skip
-            raise ClaimError(
-                f"claim {name}: {'; '.join(problems)} (a claim declares {', '.join(required)}, one bound, and "
-                "optionally family, selected_on and unit)"
-            )
-        sites = declaration.pop("sites")
-        return cls(
-            **declaration,
-            sites=(sites,) if isinstance(sites, str) else tuple(sites) if isinstance(sites, Iterable) else sites,
-            bound=Bound(direction=BOUND_KEYWORDS[keyword], threshold=float(threshold)),
-        )
 
 
 def _number(x: Any) -> float | None:

@@ -3,6 +3,9 @@
 Model checkpoints come from ``--policy PATH`` and ``--sae SITE=PATH`` (repeatable), or else from the ini options
 ``heist_policy`` and ``heist_saes`` (``SITE=PATH`` entries), whose paths are relative to the ini file's directory;
 command-line paths are relative to the invocation directory.  A ``--sae`` replaces the ini's SAE for its site only.
+The ini's SAEs were trained on the ini's policy, so they are used only while the policy under test is that one
+(the same path or the same content): with another ``--policy``, only ``--sae`` entries load, and claims that need
+an SAE on a site without one are skipped.
 """
 
 import os
@@ -33,7 +36,8 @@ class ClaimsOptions:
     policy: Path | None
     """Policy checkpoint (``--policy``, else the ini's ``heist_policy``; None when neither is given)."""
     saes: Mapping[str, Path]
-    """SAE checkpoint per site (the ini's ``heist_saes``, each site replaced by a ``--sae SITE=PATH``)."""
+    """SAE checkpoint per site (the ini's ``heist_saes`` when the policy is the ini's, each site replaced by a
+    ``--sae SITE=PATH``)."""
     sampling_seed: int
     """Seed of the level sampler (``--sampling-seed``)."""
     alpha: float
@@ -100,10 +104,7 @@ def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
     """Resolve the command line and the ini defaults (see the module docstring for which path is relative to what)."""
     here = config.invocation_params.dir
     ini_dir = here if config.inipath is None else config.inipath.parent
-    saes = {
-        **_site_paths(config.getini("heist_saes"), ini_dir, "heist_saes"),
-        **_site_paths(config.getoption("sae"), here, "--sae"),
-    }
+    ini_saes = _site_paths(config.getini("heist_saes"), ini_dir, "heist_saes")
     alpha = config.getoption("claims_alpha")
     if not MIN_ALPHA <= alpha <= MAX_ALPHA:
         raise pytest.UsageError(
@@ -127,7 +128,10 @@ def resolve_options(config: pytest.Config, run_name: str) -> ClaimsOptions:
     if seed < 0:
         raise pytest.UsageError(f"--sampling-seed must be a non-negative int, got {seed}")
     policy, ini_policy = config.getoption("policy"), config.getini("heist_policy")
-    policy = here / policy if policy is not None else ini_dir / ini_policy if ini_policy else None
+    ini_policy = ini_dir / ini_policy if ini_policy else None
+    policy = here / policy if policy is not None else ini_policy
+    saes = {**(ini_saes if _same_checkpoint(policy, ini_policy) else {}),
+            **_site_paths(config.getoption("sae"), here, "--sae")}
     if controller and config.getoption("sae") and policy is not None and policy.is_file():
         _check_sae_sites(policy, [entry.partition("=")[0] for entry in config.getoption("sae")])
     compare = config.getoption("claims_compare")
@@ -161,6 +165,18 @@ def reserve_run_dir(options: ClaimsOptions) -> ClaimsOptions:
             continue
         return replace(options, run=f"{options.run}{suffix}")
     raise ClaimError(f"999 runs named {options.run}-* already exist under {options.report_dir}; name this run")
+
+
+def _same_checkpoint(policy: Path | None, ini_policy: Path | None) -> bool:
+    """Whether ``policy`` is the ini's ``heist_policy``: the same path, or files of the same content (the ini's
+    SAEs were trained on that policy, and are no SAEs of another)."""
+    if policy == ini_policy:
+        return True
+    if policy is None or ini_policy is None or not policy.is_file() or not ini_policy.is_file():
+        return False
+    from harness.policy.models import checkpoint_sha256
+
+    return checkpoint_sha256(policy) == checkpoint_sha256(ini_policy)
 
 
 def _check_sae_sites(policy: Path, sites: list[str]) -> None:

@@ -5,7 +5,8 @@ installed), so any repository that installs the package gets these fixtures:
 
 * ``claim``: the claim the test declares with ``@pytest.mark.claim`` (:mod:`harness.claims.claim`);
 * ``policy``: the policy under test (``--policy PATH``, default the ini's ``heist_policy``), checksum recorded;
-* ``saes``: SAEs by site (``--sae SITE=PATH``, defaults the ini's ``heist_saes``), checksums recorded;
+* ``saes``: SAEs by site or role (``--sae SITE=PATH``, defaults the ini's ``heist_saes`` when the policy is the
+  ini's ``heist_policy``), checksums recorded;
 * ``sample_levels(seeds=None, n=None, *, where=None, mode="easy")``: levels drawn with the run's
   ``--sampling-seed``; ``seeds`` and ``n`` default to the claim's declaration, and a claim that declares
   ``selected_on`` may draw from its ``seeds`` and ``selected_on`` ranges only;
@@ -25,19 +26,21 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from harness.claims.claim import CONFIRMATION, Claim
+from harness.claims.claim import Claim
+from harness.claims.declaration import CONFIRMATION
 from harness.claims.options import ClaimsOptions, add_options
 from harness.claims.session import CLAIM, ClaimRun
-from harness.errors import ClaimError, SamplingError
+from harness.errors import ClaimError, SamplingError, UnknownSiteError
+from harness.policy.roles import is_role, role_site
 
-__all__ = ["record_checksum", "record_run_metadata"]
+__all__ = ["SAEs", "record_checksum", "record_run_metadata"]
 
 RUN = pytest.StashKey[ClaimRun]()
 
@@ -50,8 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "claim(id, statement, sites, metric, seeds, n, lower_bound_above|upper_bound_below|equivalent_within, "
-        "family='confirmatory', selected_on=None, unit='levels'): declare the claim this test checks (see "
-        "harness.claims.claim)",
+        "family='confirmatory', selected_on=None, unit='levels', architectures=None, saes=()): declare the claim this "
+        "test checks (see harness.claims.claim)",
     )
     config.addinivalue_line(
         "markers", "heavy: a claim too slow for the default run (over ~30 s); deselected unless --claims-heavy or -m "
@@ -111,12 +114,36 @@ def policy(claims_options: ClaimsOptions, pytestconfig: pytest.Config):
         pytest.fail(f"policy checkpoint {path} does not exist; pass --policy PATH to a CustomCNN or IMPALA state_dict",
                     pytrace=False)  # fmt: skip
     record_checksum(pytestconfig, "policy", checkpoint_sha256(path))
-    return load_policy(path)
+    loaded = pytestconfig.stash[RUN].policy_model  # loaded once, at collection
+    return load_policy(path) if loaded is None else loaded
+
+
+class SAEs(Mapping):
+    """SAEs by the site they sit on; a role reads the SAE on the site it names in the policy (``saes["last_conv"]``
+    is the SAE on ``conv4a`` for a CustomCNN, on ``stack3.res2`` for an IMPALA policy)."""
+
+    def __init__(self, by_site: Mapping[str, Any], policy: Callable[[], Any]) -> None:
+        self._by_site, self._policy = dict(by_site), policy  # policy(): the policy under test, asked for by roles
+
+    def __getitem__(self, name: str) -> Any:
+        site = role_site(self._policy(), name) if is_role(name) else name
+        if site not in self._by_site:
+            raise UnknownSiteError(f"no SAE on {site!r} is loaded for this policy (loaded: {', '.join(self) or 'none'}); "
+                             f"pass --sae {site}=PATH, and declare saes=[{name!r}] in the claim so that it is skipped "
+                             "where none is")
+        return self._by_site[site]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_site)
+
+    def __len__(self) -> int:
+        return len(self._by_site)
 
 
 @pytest.fixture(scope="session")
-def saes(claims_options: ClaimsOptions, pytestconfig: pytest.Config) -> dict:
-    """SAEs by site (``--sae SITE=PATH``, over the ini's ``heist_saes``)."""
+def saes(claims_options: ClaimsOptions, pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> SAEs:
+    """SAEs by site (``--sae SITE=PATH``, over the ini's ``heist_saes`` when the policy is the ini's
+    ``heist_policy``), also by role (:class:`SAEs`)."""
     from harness.lenses.sae import load_sae
     from harness.policy.models import checkpoint_sha256
 
@@ -129,7 +156,8 @@ def saes(claims_options: ClaimsOptions, pytestconfig: pytest.Config) -> dict:
         pytest.fail(f"SAE checkpoints missing: {', '.join(missing)}; pass --sae SITE=PATH", pytrace=False)
     for site, path in paths.items():
         record_checksum(pytestconfig, f"sae:{site}", checkpoint_sha256(path))
-    return {site: load_sae(path, site=site) for site, path in paths.items()}
+    return SAEs({site: load_sae(path, site=site) for site, path in paths.items()},
+                lambda: request.getfixturevalue("policy"))
 
 
 @pytest.fixture(scope="session")

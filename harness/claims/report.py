@@ -57,11 +57,14 @@ def _run_lines(report: RunReport) -> list[str]:
 
 
 def render_terminal(report: RunReport) -> list[str]:
-    """A fixed-width table plus the comparison, as lines for the terminal."""
+    """A fixed-width table, each skipped claim's reason, and the comparison, as lines for the terminal."""
     rows = [COLUMNS, *map(_cells, report.claims)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    skipped = [r for r in report.claims if r.verdict == "skipped"]
+    if skipped:
+        lines += ["", "skipped:", *(f"  {r.id}: {r.message}" for r in skipped)]
     if report.comparison is not None:
         lines += ["", f"compared with {report.comparison.previous_run}:", *report.comparison.lines()]
     return lines

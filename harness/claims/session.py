@@ -5,8 +5,10 @@ How a claim travels through a run (also under pytest-xdist, where each worker ru
 
 1. collection: claims marked ``heavy`` are deselected unless asked for (``--claims-heavy`` or ``-m heavy``); every
    ``@pytest.mark.claim`` is parsed into a :class:`~harness.claims.claim.ClaimSpec` and counted in its family (the
-   ``m`` of the in-test Bonferroni correction); bad declarations error their own test at setup; each claim gets a
-   row-in-waiting (an ERROR row) and its source hash, so that a claim whose test or worker crashed still has a row;
+   ``m`` of the in-test Bonferroni correction); a claim that does not apply to the policy under test (another
+   architecture, a missing SAE: :func:`~harness.claims.declaration.applied`) is set aside as skipped, outside ``m``;
+   bad declarations error their own test at setup; each claim gets a row-in-waiting (an ERROR row, or its SKIPPED
+   row) and its source hash, so that a claim whose test or worker crashed still has a row;
 2. setup: the test's :class:`~harness.claims.claim.Claim` goes into ``item.stash``; the ``claim`` fixture hands it out;
 3. the test calls ``claim.check(result)``: refuted raises, so the test fails with the estimate explaining itself;
 4. report (in the worker): the claim's row goes onto ``report.user_properties``; an unchecked claim becomes an
@@ -17,28 +19,26 @@ How a claim travels through a run (also under pytest-xdist, where each worker ru
    same claim source (``history``) the report folder holds, and what they said.
 """
 
-import hashlib
 import json
-import platform
-import subprocess
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
+from harness.claims.claim import Claim, ClaimRefuted
+from harness.claims.declaration import ClaimSpec, applied
 from harness.claims.records import FAMILIES
 from harness.claims.options import reserve_run_dir, resolve_options
+from harness.claims.provenance import file_sha256, run_environment
 from harness.claims.records import ClaimRecord, adjust_p_values
 from harness.claims.report import render_terminal, write_report
 from harness.claims.runs import RunReport, compare_runs, earlier_runs, load_run
-from harness.errors import ClaimError
+from harness.errors import ClaimError, HarnessError
 
 __all__ = ["CLAIM", "ClaimRun"]
 
@@ -50,30 +50,6 @@ WORKER_INPUT = "heist_claims"  # xdist workerinput key: the controller's run nam
 KINDS = ("metadata", "checksums", "claims", "collection")  # what workers send: run metadata, model checksums,
 # each collected claim's row-in-waiting (an error row until its result comes), what selection left out
 NOT_RUN = "did not run: the session ended before it (a crash, an interrupt or --maxfail)"
-
-
-def _git(root: Path, *args: str) -> str | None:
-    """``git <args>`` in ``root``; None when git or the repository is missing."""
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def _version(package: str) -> str | None:
-    try:
-        return package_metadata.version(package)
-    except package_metadata.PackageNotFoundError:
-        return None
-
-
-def _sha256(path: Path) -> str | None:
-    """sha256 of a claim's file (its source, constants and helpers), or None when it cannot be read."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def _family_of(declaration: Mapping[str, Any]) -> str:
@@ -110,7 +86,8 @@ class ClaimRun:
         except ClaimError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.specs: dict[str, ClaimSpec] = {}  # nodeid -> valid declaration
-        self.declaration_errors: dict[str, ClaimError] = {}
+        self.declaration_errors: dict[str, HarnessError] = {}
+        self.skips: dict[str, str] = {}  # nodeid -> why the claim does not apply to the policy under test
         self.family_sizes: Counter[str] = Counter()
         self.recorded: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self.pending: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # worker: not yet sent
@@ -142,15 +119,7 @@ class ClaimRun:
     @cached_property
     def environment(self) -> dict[str, Any]:
         """Commit and versions, gathered once when the first report is written (not on every pytest start)."""
-        root = self.config.rootpath
-        status = _git(root, "status", "--porcelain", "--untracked-files=no")
-        return {
-            "git_commit": _git(root, "rev-parse", "HEAD"),
-            "git_dirty": None if status is None else bool(status),
-            "python": platform.python_version(),
-            **{package: _version(package) for package in ("numpy", "torch", "pytest")},
-            "platform": platform.platform(),
-        }
+        return run_environment(self.config.rootpath)
 
     @cached_property
     def history(self) -> dict[tuple[str, str], tuple[dict[str, Any], ...]]:
@@ -245,7 +214,7 @@ class ClaimRun:
         claims = [(item, item.get_closest_marker("claim")) for item in session.items]
         claims = [(item, marker) for item, marker in claims if marker is not None]
         for item, marker in claims:
-            self.sources[item.nodeid] = _sha256(item.path)
+            self.sources[item.nodeid] = file_sha256(item.path)
             try:
                 if marker.args:
                     raise ClaimError(f"claim in {item.nodeid}: declare with keywords only, got {marker.args}")
@@ -266,8 +235,9 @@ class ClaimRun:
                         f"claim {claim_id!r} is declared by {len(nodeids)} tests ({', '.join(nodeids)}); "
                         "give each claim its own id"
                     )
+        self._apply_to_policy()
         unreadable = {item.nodeid: marker.kwargs for item, marker in claims if item.nodeid in self.declaration_errors}
-        self.family_sizes = Counter(spec.family for spec in self.specs.values())
+        self.family_sizes = Counter(spec.family for n, spec in self.specs.items() if n not in self.skips)
         self.family_sizes.update(_family_of(k) for k in unreadable.values())
         alpha = self.options.alpha
         for item, _ in claims:
@@ -279,10 +249,11 @@ class ClaimRun:
                     family_size=self.family_sizes[_family_of(unreadable[nodeid])], source_sha256=source,
                 )
             else:
-                spec = self.specs[nodeid]
-                row = Claim(spec=spec, family_alpha=alpha, family_size=self.family_sizes[spec.family]).record(
-                    test=nodeid, checksums={}, status="error", reason=NOT_RUN, source_sha256=source
-                )
+                skipped = self.skips.get(nodeid)
+                row = self._claim(self.specs[nodeid]).record(
+                    test=nodeid, checksums={}, status="error" if skipped is None else "skipped",
+                    reason=skipped or NOT_RUN, source_sha256=source,
+                )  # fmt: skip
             self.add("claims", nodeid, row.to_dict())
 
     @pytest.hookimpl(tryfirst=True)
@@ -293,9 +264,42 @@ class ClaimRun:
             raise self.declaration_errors[item.nodeid]
         spec = self.specs.get(item.nodeid)
         if spec is not None:
-            item.stash[CLAIM] = Claim(
-                spec=spec, family_alpha=self.options.alpha, family_size=self.family_sizes[spec.family]
-            )
+            item.stash[CLAIM] = self._claim(spec)
+        if item.nodeid in self.skips:
+            pytest.skip(self.skips[item.nodeid])
+
+    def _claim(self, spec: ClaimSpec) -> Claim:
+        """The claim of ``spec`` in this run; a claim skipped for the policy is no member of its family (``m``), so
+        it gets the family's size, or 1 where every member was skipped."""
+        return Claim(spec=spec, family_alpha=self.options.alpha, family_size=max(1, self.family_sizes[spec.family]))
+
+    def _apply_to_policy(self) -> None:
+        """Name the role sites of the claims as the policy under test resolves them; set aside the claims that do
+        not apply to it (their reason in ``skips``); a role that does not resolve errors its claim."""
+        policy = self.policy_model
+        if policy is None:
+            return
+        for nodeid, spec in list(self.specs.items()):
+            try:
+                self.specs[nodeid], reason = applied(spec, policy, sae_sites=self.options.saes)
+            except HarnessError as exc:
+                del self.specs[nodeid]
+                self.declaration_errors[nodeid] = exc
+                continue
+            if reason is not None:
+                self.skips[nodeid] = reason
+
+    @cached_property
+    def policy_model(self) -> Any:
+        """The policy under test, loaded once for the run (the ``policy`` fixture hands out this model); None when
+        there is no file or it does not load (the fixture then says why)."""
+        from harness.policy.models import load_policy
+
+        path = self.options.policy
+        try:
+            return None if path is None or not path.is_file() else load_policy(path)
+        except HarnessError:
+            return None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
@@ -313,6 +317,7 @@ class ClaimRun:
         if report.skipped:
             longrepr = report.longrepr
             status, reason = "skipped", str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+            reason = reason.removeprefix("Skipped: ")
         elif report.failed and not (call.excinfo is not None and call.excinfo.errisinstance(ClaimRefuted)):
             text = report.longreprtext if call.excinfo is None else call.excinfo.exconly()
             status, reason = "error", (text.strip().splitlines() or ["failed"])[0][:300]

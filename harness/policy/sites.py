@@ -9,6 +9,9 @@ A site is the output of one submodule, named after the layer that computes it:
 * IMPALA: ``stack1.conv``, ``stack1.pool``, ``stack1.res1.input.relu``, ``stack1.res1.conv0``,
   ``stack1.res1.conv0.relu``, ``stack1.res1.conv1``, ``stack1.res1`` (block output, after the skip),
   ``stack3.relu``, ``fc``, ``fc.relu``, ``logits``, ``value``.
+* Roles, names for what a site is for that each architecture resolves to its own site: ``mid_conv``,
+  ``last_conv``, ``last_conv.relu``, ``pre_head`` (:mod:`harness.policy.roles`); ``Site("last_conv")`` is
+  ``conv4a`` in CustomCNN and ``stack3.res2`` in IMPALA.
 
 Each model declares its sites in a ``SITES`` mapping (site name -> submodule path).  :class:`Site` refers to a
 site and optionally selects channels and/or spatial positions of it.
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 
 from harness.errors import InterventionError, UnknownSiteError
 from harness.policy.models import FRAME_SHAPE
+from harness.policy.roles import ROLE_NAMES, is_role, role_site
 
 __all__ = ["HookPoint", "Site", "hooked", "selection_mask", "select", "site_modules", "sites"]
 
@@ -103,12 +107,15 @@ def site_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _resolve(model: nn.Module, table: dict[str, nn.Module], name: str) -> nn.Module:
-    """The module of site ``name``; an unknown name raises :class:`UnknownSiteError` with the nearest names."""
+    """The module of site ``name``, or of the site a role names (:mod:`harness.policy.roles`); an unknown name
+    raises :class:`UnknownSiteError` with the nearest names, roles included."""
     if name in table:
         return table[name]
+    if is_role(name):
+        return table[role_site(model, name)]
     module = dict(model.named_modules()).get(name)
     aliases = [site for site, m in table.items() if module is not None and m is module]
-    near = aliases or difflib.get_close_matches(name, list(table), n=5, cutoff=0.5)
+    near = aliases or difflib.get_close_matches(name, [*table, *ROLE_NAMES], n=5, cutoff=0.5)
     hint = f"did you mean {', '.join(map(repr, near))}?" if near else f"valid sites: {', '.join(table)}"
     raise UnknownSiteError(f"unknown site {name!r}; {hint}")
 

@@ -1,0 +1,47 @@
+"""Where a run came from: the commit and versions it ran with, and the content hash of each claim's source."""
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["file_sha256", "run_environment"]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """``git <args>`` in ``root``; None when git or the repository is missing."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return package_metadata.version(package)
+    except package_metadata.PackageNotFoundError:
+        return None
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a claim's file (its source, constants and helpers), or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def run_environment(root: Path) -> dict[str, Any]:
+    """The commit of ``root`` (and whether tracked files differ from it), the Python, numpy, torch and pytest
+    versions, and the platform."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        **{package: _version(package) for package in ("numpy", "torch", "pytest")},
+        "platform": platform.platform(),
+    }
