@@ -52,10 +52,12 @@ def test_an_impala_agent_trains_with_a_teacher_and_continues_from_its_weights(tm
     assert isinstance(load_policy(out), ImpalaCNN)
     log = json.loads(out.with_suffix(".train.json").read_text())
     assert all(it["teacher_kl"] > 0 for it in log["iterations"]) and log["config"]["architecture"] == "impala"
-    main(["--out", str(continued), "--init", str(out), "--lr", "0", *tiny])
+    main(["--out", str(continued), "--init", str(out), "--lr", "0", "--stop-after", "0", *tiny])
     a, b = load_policy(out).state_dict(), load_policy(continued).state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
-    assert "teacher_kl" not in json.loads(continued.with_suffix(".train.json").read_text())["iterations"][0]
+    continued_log = json.loads(continued.with_suffix(".train.json").read_text())
+    assert [it["iteration"] for it in continued_log["iterations"]] == [0]  # stopped after iteration 0 of 1
+    assert "teacher_kl" not in continued_log["iterations"][0]
 
 
 def test_an_init_of_another_architecture_is_a_usage_error_naming_both(capsys):
@@ -128,7 +130,8 @@ def test_a_multi_lock_share_of_one_draws_only_levels_with_several_locks_and_zero
 
 @pytest.mark.parametrize("bad, needle", [({"multi_lock_share": 1.5}, "multi_lock_share"),
                                          ({"oracle_mix": (0.5, -0.1)}, "oracle_mix"),
-                                         ({"engines": 0}, "engines"), ({"iterations": -1}, "iterations")])
+                                         ({"engines": 0}, "engines"), ({"iterations": -1}, "iterations"),
+                                         ({"iterations": 2, "stop_after": 3}, "stop_after")])
 def test_settings_outside_their_range_are_refused(bad, needle):
     with pytest.raises(ImitationConfigError, match=needle):
         ImitationConfig(**bad)
@@ -151,12 +154,13 @@ def parsed(monkeypatch):
 def test_every_config_field_has_its_flag(parsed):
     main(["--out", "a.pt"])
     assert parsed[0][0] == ImitationConfig()  # no flag: every default
-    flags = {"seed": "3", "architecture": "impala", "teacher": "t.pt", "teacher_coef": "0.5", "mode": "hard", "iterations": "2", "expert_frames": "9", "frames_per_iteration": "8",
+    flags = {"seed": "3", "architecture": "impala", "teacher": "t.pt", "teacher_coef": "0.5", "mode": "hard",
+             "iterations": "2", "expert_frames": "9", "frames_per_iteration": "8",
              "expert_noise": "0.1", "oracle_mix": ["0.5", "0.2", "0.1"], "steps_per_iteration": "7",
              "batch_size": "6", "lr": "0.01", "value_coef": "0.2", "aux_coef": "0.3", "field_coef": "0.4",
              "gamma": "0.9", "max_episode_steps": "5", "engines": "4", "argmax_share": "0.25", "bf16": None,
-             "time_budget_minutes": "1.5", "seed_range": "selection", "init": "b.pt", "part_played": "0.6",
-             "multi_lock_share": "0.7"}
+             "time_budget_minutes": "1.5", "stop_after": "1", "seed_range": "selection", "init": "b.pt",
+             "part_played": "0.6", "multi_lock_share": "0.7"}
     assert set(flags) == {f.name for f in dataclasses.fields(ImitationConfig)}
     argv = ["--out", "a.pt"]
     for name, value in flags.items():

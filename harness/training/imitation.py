@@ -12,7 +12,8 @@ with ``--part-played`` a share of the episodes starts part-way through its level
 
     python -m harness.training.imitation --out fixtures/agents/customcnn_bc/policy.pt
     python -m harness.training.imitation --out continued.pt --init fixtures/agents/customcnn_bc/policy.pt  # continued
-    python -m harness.training.imitation --out impala.pt --architecture impala --teacher fixtures/agents/customcnn_bc/policy.pt
+    python -m harness.training.imitation --out impala.pt --architecture impala \\
+        --teacher fixtures/agents/customcnn_bc/policy.pt  # IMPALA, also distilling the CustomCNN agent
 
 prints progress lines with rates and ETA, and saves the weights (a plain state_dict) after every iteration.  Every
 field of :class:`ImitationConfig` has its flag (``--oracle-mix 0.25 0.1`` for a tuple; ``--help`` lists them with
@@ -93,6 +94,9 @@ class ImitationConfig:
     saved weights are fp32."""
     time_budget_minutes: float = 70.0
     """Stop after the iteration that crosses this wall-clock budget (the card records where it stopped)."""
+    stop_after: int | None = None
+    """Stop after this iteration whatever the time (the learning rate still decays over all ``iterations``): the
+    rebuild of a stage that its time budget cut, on a machine of another speed."""
     seed_range: str = field(default="training")
     """Named seed range the levels come from."""
     init: str = ""
@@ -121,6 +125,9 @@ class ImitationConfig:
         if self.architecture not in ARCHITECTURES:
             raise ImitationConfigError(f"architecture must be one of {sorted(ARCHITECTURES)}, got "
                                        f"{self.architecture!r}")
+        if self.stop_after is not None and not 0 <= self.stop_after <= self.iterations:
+            raise ImitationConfigError(f"stop_after names an iteration, 0 to iterations ({self.iterations}); got "
+                                       f"{self.stop_after}")
         minimum = {"iterations": 0, "expert_frames": 1, "frames_per_iteration": 1, "steps_per_iteration": 1,
                    "batch_size": 1, "max_episode_steps": 1, "engines": 1, "teacher_coef": 0}
         for name, least in minimum.items():
@@ -330,6 +337,9 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
         progress.log(f"saved {out} and its log after iteration {it} ({elapsed:.1f} min elapsed)")
         if elapsed > cfg.time_budget_minutes and it < cfg.iterations:
             progress.log(f"time budget of {cfg.time_budget_minutes} min reached; stopping after iteration {it}")
+            break
+        if it == cfg.stop_after:
+            progress.log(f"stopping after iteration {it}, as --stop-after says")
             break
     return log
 
