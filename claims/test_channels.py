@@ -1,7 +1,11 @@
-"""Channel claims: conv4a channels that push the agent UP.
+"""Channel claims: channels of the last conv block that push the agent UP.
+
+The last conv block is the site role ``last_conv`` (harness.policy.roles): conv4a in CustomCNN, the output of
+IMPALA's third stack (``stack3.res2``), before the ReLU; each report row names the site it resolved to.  Every
+claim here asks the same question of whichever channels the policy under test has there.
 
 Selection (selection seeds only): on levels where the shortest path to the current target starts upward, each
-of conv4a's 32 channels is zeroed in turn and ranked by the mean drop in P(UP) it causes; each channel's spread
+of the last conv block's channels (32 in every harness architecture) is zeroed in turn and ranked by the mean drop in P(UP) it causes; each channel's spread
 (standard deviation of its mean activation) over those levels is kept for CH2.  The selection is computed once
 per run and cached by model, sampling seed and source (the plugin's ``selection_cache``), so pytest-xdist
 workers share it.  Each claim declares ``selected_on="selection"`` and records the channel (or the top three) it
@@ -9,13 +13,15 @@ tests in its report row.
 Confirmation (confirmation seeds, never seen while choosing):
 
 CH1. Zeroing the selected channel lowers P(UP) on target-up levels by at least 0.01 more than zeroing another
-     conv4a channel does, on average (per level: its drop minus the mean drop of the 31 other channels; paired
+     channel of that block does, on average (per level: its drop minus the mean drop of the other channels; paired
      bootstrap).
 CH2. The selected channel's activation rises when the target is up: on lock-free levels, the same level with the
      gem moved to the nearest cell whose path starts up versus down; the paired difference, in units of the
      channel's standard deviation over the selection levels, exceeds 0.2.
 CH3. Zeroing the top three channels together lowers P(UP) on target-up levels by more than 0.02, and by more than
-     200 random sets of three conv4a channels do (permutation p-value; the sets are drawn from all 32 channels,
+     random sets of three of its channels do (permutation p-value against ``claim.null_draws`` sets, 2 / alpha: until
+     issue 20 a fixed 200, which no p could bring below alpha once the confirmatory family passed 10 claims, so the
+     claim errored at the suite's 16 before any verdict; the sets are drawn from all its channels,
      so that a group is exchangeable with them: tests/test_calibration.py shows that drawing them from the other
      channels inflates the false-positive rate when one channel dominates).
 """
@@ -29,12 +35,13 @@ from harness.lenses.measures import (channel_ablation_drop, channel_activation, 
                                      random_channel_null, target_direction)
 from harness.stats import Estimate, paired_bootstrap, permutation_test_against_null
 
-SITE = "conv4a"
+SITE = "last_conv"
 CHANNELS = 32
+"""conv4a's width, as the planted calibration models (tests/calibration.py) have it; the claims read the width of
+the policy under test from its activations (:func:`channel_count`)."""
 SELECTION_LEVELS = 256
 GROUP_SIZE = 3
 MIN_GROUP_DROP = 0.02
-NULL_SETS = 200
 NULL_SEED = 1
 MIN_EXCESS_DROP = 0.01
 MIN_RISE_SD = 0.2
@@ -48,23 +55,29 @@ def target_is_up(level):
 # planted and null models.
 
 
+def channel_count(policy, frames) -> int:
+    """How many channels the last conv block of ``policy`` has (read from its activation on the first frame)."""
+    return int(run(policy, frames[:1], cache=[SITE]).activations[SITE].shape[1])
+
+
 def up_drops(policy, frames, channels) -> np.ndarray:
-    """Per level: the drop in P(UP) when ``channels`` of conv4a are zeroed together."""
+    """Per level: the drop in P(UP) when ``channels`` of the last conv block are zeroed together."""
     return channel_ablation_drop(policy, frames, site=SITE, channels=channels, action=Action.UP)
 
 
 def single_channel_drops(policy, frames) -> np.ndarray:
-    """``(CHANNELS, n)``: the drop in P(UP) on each level when each conv4a channel alone is zeroed, as
-    :func:`up_drops` gives it channel by channel, from one clean pass and one pass per channel (not two)."""
-    clean = run(policy, frames).probs[:, Action.UP]
+    """``(channels, n)``: the drop in P(UP) on each level when each channel of the last conv block alone is zeroed,
+    as :func:`up_drops` gives it channel by channel, from one clean pass and one pass per channel (not two)."""
+    clean = run(policy, frames, cache=[SITE])
+    channels = clean.activations[SITE].shape[1]
     return np.stack([
-        (clean - run(policy, frames, interventions=[Zero(site=Site(SITE, channels=(c,)))]).probs[:, Action.UP])
-        .double().numpy() for c in range(CHANNELS)
+        (clean.probs[:, Action.UP] - run(policy, frames, interventions=[Zero(site=Site(SITE, channels=(c,)))])
+         .probs[:, Action.UP]).double().numpy() for c in range(channels)
     ])  # fmt: skip
 
 
 def rank_up_channels(policy, frames) -> tuple[list[int], np.ndarray]:
-    """conv4a's channels, best first, by the mean drop in P(UP) that zeroing each alone causes on ``frames``, and
+    """The last conv block's channels, best first, by the mean drop in P(UP) that zeroing each alone causes on ``frames``, and
     those mean drops by channel.  Ties keep numpy's default argsort order, reversed."""
     drops = single_channel_drops(policy, frames).mean(1)
     return [int(c) for c in np.argsort(drops)[::-1]], drops
@@ -79,7 +92,7 @@ def select_up_channels(policy, frames) -> dict:
 
 def excess_drop(policy, frames, chosen: int) -> np.ndarray:
     """CH1's effect per level: the drop in P(UP) from zeroing channel ``chosen`` minus the mean drop from zeroing
-    each of the other conv4a channels."""
+    each of the block's other channels."""
     drops = single_channel_drops(policy, frames)
     return drops[chosen] - np.delete(drops, chosen, axis=0).mean(0)
 
@@ -93,14 +106,14 @@ def activation_rise(policy, up_frames, down_frames, chosen: int, spread: float) 
     return (activation(up_frames) - activation(down_frames)) / spread
 
 
-def random_group_drops(policy, frames, *, null_sets: int = NULL_SETS, seed: int = NULL_SEED) -> np.ndarray:
-    """CH3's null: the mean drop in P(UP) for each of ``null_sets`` random sets of GROUP_SIZE conv4a channels,
-    drawn from all CHANNELS (so that a group is exchangeable with them)."""
-    return random_channel_null(policy, frames, site=SITE, n_channels=CHANNELS, size=GROUP_SIZE, action=Action.UP,
-                               m=null_sets, seed=seed)
+def random_group_drops(policy, frames, *, null_sets: int, seed: int = NULL_SEED) -> np.ndarray:
+    """CH3's null: the mean drop in P(UP) for each of ``null_sets`` random sets of GROUP_SIZE channels of the last
+    conv block, drawn from all its channels (so that a group is exchangeable with them)."""
+    return random_channel_null(policy, frames, site=SITE, n_channels=channel_count(policy, frames), size=GROUP_SIZE,
+                               action=Action.UP, m=null_sets, seed=seed)
 
 
-def group_drop_against_random_sets(policy, frames, group, *, confidence: float, null_sets: int = NULL_SETS,
+def group_drop_against_random_sets(policy, frames, group, *, confidence: float, null_sets: int,
                                    seed: int = NULL_SEED) -> Estimate:
     """CH3's statistic: the mean drop in P(UP) from zeroing ``group`` together (paired bootstrap at
     ``confidence``), with its permutation p-value against :func:`random_group_drops`."""
@@ -120,15 +133,15 @@ def up_selection(policy, level_sampler, selection_cache) -> dict:
 
 @pytest.fixture(scope="module")
 def up_channels(up_selection) -> list[int]:
-    """conv4a channels ranked by :func:`rank_up_channels` on the selection seeds."""
+    """The last conv block's channels ranked by :func:`rank_up_channels` on the selection seeds."""
     return up_selection["ranked"]
 
 
 @pytest.mark.claim(
     id="CH1-up-channel-ablation",
-    statement="Zeroing the conv4a channel selected on the selection seeds lowers P(UP) on target-up levels by 0.01 more "
-              "than zeroing another conv4a channel does.",
-    sites=["conv4a:selected"], metric="drop in P(UP) minus the mean drop of the other channels",
+    statement="Zeroing the last conv block's channel selected on the selection seeds lowers P(UP) on target-up levels "
+              "by 0.01 more than zeroing another of its channels does.",
+    sites=[f"{SITE}:selected"], metric="drop in P(UP) minus the mean drop of the other channels",
     lower_bound_above=MIN_EXCESS_DROP, seeds="confirmation", selected_on="selection", n=256,
 )
 def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
@@ -140,9 +153,9 @@ def test_up_channel_ablation(claim, policy, sample_levels, up_channels):
 
 @pytest.mark.claim(
     id="CH2-up-channel-activation",
-    statement="The selected conv4a channel is more active when the gem (the target) lies up the path than down: same "
-              "level, gem moved.",
-    sites=["conv4a.relu:selected"], metric="activation, gem up minus gem down (selection SDs)",
+    statement="The selected channel of the last conv block is more active when the gem (the target) lies up the path "
+              "than down: same level, gem moved.",
+    sites=[f"{SITE}.relu:selected"], metric="activation, gem up minus gem down (selection SDs)",
     lower_bound_above=MIN_RISE_SD, seeds="confirmation", selected_on="selection", n=128,
 )
 def test_up_channel_activation(claim, policy, sample_levels, up_channels, up_selection):
@@ -158,12 +171,13 @@ def test_up_channel_activation(claim, policy, sample_levels, up_channels, up_sel
 
 @pytest.mark.claim(
     id="CH3-up-channel-group",
-    statement=f"Zeroing the top {GROUP_SIZE} conv4a UP channels lowers P(UP) on target-up levels by more than "
-              f"{MIN_GROUP_DROP} and by more than random sets of {GROUP_SIZE} conv4a channels do.",
-    sites=["conv4a:selected-group"], metric="mean drop in P(UP)", lower_bound_above=MIN_GROUP_DROP,
+    statement=f"Zeroing the top {GROUP_SIZE} UP channels of the last conv block lowers P(UP) on target-up levels by "
+              f"more than {MIN_GROUP_DROP} and by more than random sets of {GROUP_SIZE} of its channels do.",
+    sites=[f"{SITE}:selected-group"], metric="mean drop in P(UP)", lower_bound_above=MIN_GROUP_DROP,
     seeds="confirmation", selected_on="selection", n=256,
 )
 def test_up_channel_group(claim, policy, sample_levels, up_channels):
     claim.select(channels=up_channels[:GROUP_SIZE])
     frames = render(sample_levels(where=target_is_up))
-    claim.check(group_drop_against_random_sets(policy, frames, up_channels[:GROUP_SIZE], confidence=claim.confidence))
+    claim.check(group_drop_against_random_sets(policy, frames, up_channels[:GROUP_SIZE], confidence=claim.confidence,
+                                               null_sets=claim.null_draws))

@@ -1,10 +1,13 @@
-"""Next-entity claim: conv3a holds where the next entity is better than where a non-next entity is.
+"""Next-entity claim: the middle conv block holds where the next entity is better than where a non-next entity is.
+
+The middle conv block is the site role ``mid_conv`` (harness.policy.roles): conv3a in CustomCNN, the output of
+IMPALA's second stack (``stack2.res2``), as in claims/test_probes.py.
 
 Source: the Heist goal-selection project (../shared/seeds/000_77e42c2f625ff90c.txt, "Possible interesting
 directions": "training probes to track the position of the next entity" and "... of the non-next entities"),
 which asks how the agent tells which entity is its current goal.
 
-N1. At states the policy itself visits, a linear probe (ridge, one-vs-rest, as P1's) on conv3a's pre-ReLU map tells
+N1. At states the policy itself visits, a linear probe (ridge, one-vs-rest, as P1's) on that pre-ReLU map tells
     in which quadrant around the agent the green key lies more often when the green key is the next entity (the
     blue door is open, the green key still lies) than when it is not (the blue key or the blue door comes first),
     by more than 0.05 in accuracy.
@@ -42,7 +45,7 @@ from harness.policy.runner import run
 from harness.policy.visits import visited_together
 from harness.stats import Estimate, mcnemar_exact
 
-SITE = "conv3a"
+SITE = "mid_conv"
 MIN_GAP = 0.05
 L2 = 10.0
 TRAIN_EPISODES = 256
@@ -85,15 +88,15 @@ def matched_states(policy, seeds: str, n: int, *, seed: int):
 
 
 def next_minus_non_next(policy, train, test, *, confidence: float) -> Estimate:
-    """N1's statistic: a ridge probe on conv3a fit on both states of the training episodes, then per test episode
+    """N1's statistic: a ridge probe on the middle conv block fit on both states of the training episodes, then per test episode
     its correctness on the next state minus on the waiting state (exact McNemar, Newcombe interval)."""
-    def conv3a(states):
+    def mid_conv(states):
         return run(policy, render(states), cache=[SITE]).activations[SITE].numpy()
 
     (train_states, train_quadrants), (test_states, test_quadrants) = train, test
-    probe = fit_probe(conv3a([s for pair in train_states for s in pair]), train_quadrants.reshape(-1), l2=L2)
-    waiting = probe.correct(conv3a([w for w, _ in test_states]), test_quadrants[:, 0])
-    next_ = probe.correct(conv3a([x for _, x in test_states]), test_quadrants[:, 1])
+    probe = fit_probe(mid_conv([s for pair in train_states for s in pair]), train_quadrants.reshape(-1), l2=L2)
+    waiting = probe.correct(mid_conv([w for w, _ in test_states]), test_quadrants[:, 0])
+    next_ = probe.correct(mid_conv([x for _, x in test_states]), test_quadrants[:, 1])
     return mcnemar_exact(waiting, next_, confidence=confidence)
 
 
@@ -109,7 +112,7 @@ def training_episodes(policy, claims_options):
 @pytest.mark.heavy
 @pytest.mark.claim(
     id="N1-next-entity-probe",
-    statement=f"At states the policy visits, a linear probe on conv3a tells the green key's quadrant around the agent "
+    statement=f"At states the policy visits, a linear probe on the middle conv block tells the green key's quadrant around the agent "
               f"more often when the green key is the next entity than when the blue key or door comes first, by more "
               f"than {MIN_GAP} in accuracy (same episode, same key, paired).",
     sites=[SITE], metric="accuracy when next minus when not next", lower_bound_above=MIN_GAP, seeds="confirmation",

@@ -7,7 +7,9 @@ indicates that cheese is almost certainly up").  Here the pairs are Heist levels
 flip changes the oracle's first step while the current target stays the same, and one member's first step is UP.
 
 Selection (selection seeds only; computed once per run and model, through the plugin's ``selection_cache``): on
-128 such pairs, each of conv4a's 32 channels (after ReLU, so sums are of non-negative activations, as in the study)
+128 such pairs, each channel of the last conv block (the ``last_conv.relu`` role, harness.policy.roles: conv4a
+after its ReLU in CustomCNN, IMPALA's stack3 output after its ReLU; so sums are of non-negative activations, as in
+the study)
 is scored by its paired difference in summed activation, the UP member minus the other, divided by that
 difference's standard deviation; the best is selected.  The rule's threshold is chosen on 512 selection levels as
 the lowest selection-sum quantile (50th to 99th percentile) above which at least RULE_TARGET (0.8) of levels have
@@ -54,7 +56,7 @@ from harness.lenses.measures import DIRECTION_ACTIONS, channel_sums, paired_chan
 from harness.policy.runner import run
 from harness.stats import paired_bootstrap, wilson_interval
 
-SITE = "conv4a.relu"
+SITE = "last_conv.relu"
 SELECTION_PAIRS = 128
 RULE_SELECTION_LEVELS = 512
 RULE_TARGET = 0.8
@@ -153,7 +155,7 @@ def line_wall_shift(policy, on_pairs, off_pairs) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def separating_channel(policy, claims_options, selection_cache) -> tuple[int, float]:
-    """The selection step: the conv4a channel that best separates UP members of one-wall pairs from the others,
+    """The selection step: the last conv block's channel that best separates UP members of one-wall pairs from the others,
     and its sums' standard deviation over those frames (computed once per run and model, see selection_cache)."""
     def select() -> list:
         pairs = sample_pairs("wall_flip_first_step", "selection", SELECTION_PAIRS,
@@ -181,9 +183,10 @@ def up_rule(policy, level_sampler, separating_channel, selection_cache) -> float
 
 @pytest.mark.claim(
     id="PR1-one-wall-up-channel",
-    statement="On one-wall pairs whose flip turns the first step to or from UP (target unchanged), the conv4a channel "
-              "selected on selection pairs sums higher on the UP member, by more than 0.2 selection SDs.",
-    sites=["conv4a.relu:selected"], metric="channel sum, UP member minus other (selection SDs)",
+    statement="On one-wall pairs whose flip turns the first step to or from UP (target unchanged), the channel of the "
+              "last conv block selected on selection pairs sums higher on the UP member, by more than 0.2 selection "
+              "SDs.",
+    sites=[f"{SITE}:selected"], metric="channel sum, UP member minus other (selection SDs)",
     lower_bound_above=MIN_RISE_SD, seeds="confirmation", selected_on="selection", n=128,
 )
 def test_one_wall_up_channel(claim, policy, claims_options, separating_channel):
@@ -201,9 +204,9 @@ def test_one_wall_up_channel(claim, policy, claims_options, separating_channel):
 @pytest.mark.heavy
 @pytest.mark.claim(
     id="PR2-up-channel-rule",
-    statement="When the selected conv4a channel's sum exceeds the threshold chosen on selection levels, the oracle's "
-              "first step is UP on more than half of confirmation levels.",
-    sites=["conv4a.relu:selected"], metric="share of flagged levels whose first step is UP",
+    statement="When the selected channel's sum (last conv block) exceeds the threshold chosen on selection levels, the "
+              "oracle's first step is UP on more than half of confirmation levels.",
+    sites=[f"{SITE}:selected"], metric="share of flagged levels whose first step is UP",
     lower_bound_above=MIN_PRECISION, seeds="confirmation", selected_on="selection", n=128,
 )
 def test_up_channel_rule(claim, policy, sample_levels, separating_channel, up_rule):

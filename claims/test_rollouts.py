@@ -1,8 +1,9 @@
 """Rollout claims: what an intervention, or a level's distraction, does to whole episodes.
 
 R1. Source: the maze "go up" channel study (``../shared/seeds/``), which zeroed channel 121 in full rollouts and
-    saw the mouse reach the cheese on a different share of mazes.  Here: zeroing the conv4a channel selected as
-    in claims/test_channels.py (the largest mean drop in P(UP) on target-up selection levels, shared through
+    saw the mouse reach the cheese on a different share of mazes.  Here: zeroing the channel of the last conv
+    block (the ``last_conv`` role: conv4a in CustomCNN, IMPALA's stack3 output) selected as in
+    claims/test_channels.py (the largest mean drop in P(UP) on target-up selection levels, shared through
     the run's selection cache) makes the agent slower to reach the gem on confirmation levels: the steps it takes,
     a failure counted as the cap of STEP_CAP, rise on average (paired per level, same action seed; the mean of
     ablated minus clean above 0).  The bound is 0 because the claim is that the channel matters to behaviour at
@@ -44,7 +45,7 @@ def capped_steps(policy, levels, interventions=()) -> np.ndarray:
 
 
 def ablation_step_cost(policy, levels, channel: int) -> np.ndarray:
-    """R1's effect per level: capped steps with conv4a ``channel`` zeroed minus capped steps clean."""
+    """R1's effect per level: capped steps with ``channel`` of the last conv block zeroed minus capped steps clean."""
     zero = Zero(site=Site(SITE, channels=(channel,)))
     return (capped_steps(policy, levels, [zero]) - capped_steps(policy, levels)).astype(float)
 
@@ -75,9 +76,9 @@ def detour_rate(policy, levels, *, confidence: float):
 @pytest.mark.heavy
 @pytest.mark.claim(
     id="R1-up-channel-rollout-cost",
-    statement=f"Zeroing the selected conv4a UP channel in full rollouts raises the steps to the gem (failures counted "
-              f"as {STEP_CAP}) on average.",
-    sites=["conv4a:selected"], metric="capped steps, ablated - clean", lower_bound_above=0.0,
+    statement=f"Zeroing the selected UP channel of the last conv block in full rollouts raises the steps to the gem "
+              f"(failures counted as {STEP_CAP}) on average.",
+    sites=[f"{SITE}:selected"], metric="capped steps, ablated - clean", lower_bound_above=0.0,
     seeds="confirmation", selected_on="selection", n=128, unit="levels",
 )
 def test_up_channel_rollout_cost(claim, policy, sample_levels, up_selection):

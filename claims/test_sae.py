@@ -1,8 +1,12 @@
-"""SAE claims: the conv4a sparse autoencoder spliced into the agent.
+"""SAE claims: the sparse autoencoder of the last conv block spliced into the agent.
 
-S1. The SAE is faithful enough to study the policy through it: spliced in place of conv4a *without* its error
+The last conv block is the site role ``last_conv`` (harness.policy.roles): conv4a in CustomCNN, IMPALA's
+``stack3.res2``.  Both claims need an SAE on that site for the policy under test (``saes=[SITE]``); where none is
+loaded (``--sae SITE=PATH``), they are skipped with that reason.
+
+S1. The SAE is faithful enough to study the policy through it: spliced in place of that site *without* its error
     term, it keeps the agent's most likely action on more than 80% of confirmation frames.
-S2. (exploratory) One SAE latent steers the agent toward its target: the conv4a latent whose zeroing most lowers
+S2. (exploratory) One SAE latent steers the agent toward its target: the latent whose zeroing most lowers
     the probability of the oracle's move on selection levels lowers it on confirmation levels by more than 0.02
     more than zeroing a latent of matched firing rate does (per level: its drop minus the mean drop of every other
     latent whose firing rate is within 50% of its own; paired bootstrap over levels).  SAE spliced with its error
@@ -21,7 +25,7 @@ from harness.lenses.measures import target_direction
 from harness.lenses.sae import firing_rates, sae_latents, spliced
 from harness.stats import paired_bootstrap, wilson_interval
 
-SITE = "conv4a"
+SITE = "last_conv"
 MIN_AGREEMENT = 0.80
 MIN_LATENT_DROP = 0.02
 SELECTION_LEVELS = 128
@@ -97,10 +101,10 @@ def steering_latent(policy, saes, level_sampler):
 
 @pytest.mark.claim(
     id="S1-conv4a-sae-fidelity",
-    statement=f"Spliced without its error term, the conv4a SAE keeps the agent's most likely action on more than "
-              f"{MIN_AGREEMENT:.0%} of confirmation frames.",
+    statement=f"Spliced without its error term, the last conv block's SAE keeps the agent's most likely action on "
+              f"more than {MIN_AGREEMENT:.0%} of confirmation frames.",
     sites=[f"{SITE}.sae"], metric="argmax-action agreement", lower_bound_above=MIN_AGREEMENT,
-    seeds="confirmation", n=512,
+    seeds="confirmation", n=512, saes=[SITE],
 )
 def test_sae_fidelity(claim, policy, saes, sample_levels):
     frames = render(sample_levels())
@@ -110,11 +114,11 @@ def test_sae_fidelity(claim, policy, saes, sample_levels):
 
 @pytest.mark.claim(
     id="S2-conv4a-sae-steering-latent",
-    statement=f"Zeroing the conv4a SAE latent selected on the selection seeds lowers P(oracle move) by more than "
+    statement=f"Zeroing the last conv block's SAE latent selected on the selection seeds lowers P(oracle move) by more than "
               f"{MIN_LATENT_DROP} more than zeroing a latent of matched firing rate does.",
     sites=[f"{SITE}.sae.latents:selected"], metric="drop in P(oracle move) minus the mean drop of matched latents",
     lower_bound_above=MIN_LATENT_DROP,
-    seeds="confirmation", selected_on="selection", n=256, family="exploratory",
+    seeds="confirmation", selected_on="selection", n=256, family="exploratory", saes=[SITE],
 )
 def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent):
     chosen, rates = steering_latent

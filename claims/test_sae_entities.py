@@ -5,16 +5,21 @@ CNN layers of a Heist agent to find how it identifies the entity that is its cur
 a game agent in ../shared/seeds/003_c8b2def68e54662c.txt (an SAE on a DQN playing Ms. Pacman: interpretable
 latents, but "almost 80% of features are dead", which "limited the sparsity of the remaining live features").
 
-SE1. (exploratory) The conv3a SAE has a key detector: the latent most selective for keys on the selection seeds
+Sites by role (harness.policy.roles): the middle conv block (``mid_conv``: conv3a in CustomCNN, IMPALA's
+``stack2.res2``) and the last (``last_conv``: conv4a, ``stack3.res2``).  Each claim needs an SAE on its site for
+the policy under test (``saes=[...]``); where none is loaded (``--sae SITE=PATH``), it is skipped with that reason.
+
+SE1. (exploratory) The middle conv block's SAE has a key detector: the latent most selective for keys on the selection seeds
      (its mean activation on key cells minus its largest mean on any other entity, wall or floor; colours
      merged) loses more than half of its activation at a key's cells when that key is removed from the level.
      Per confirmation level with a key: the latent read at the key's cells of the base level (first key in the
      level's colour order, the ``key_removed`` pair family), on the level and on the same level without that
      key, the difference divided by the
      latent's mean activation on keys over the selection levels; paired bootstrap.  Threshold 0.5: halfway
-     between a latent that ignores the key (0) and one that reads nothing but the key (1).  conv3a rather than
-     conv4a: its 16x16 map gives a key one or two map cells of its own; at 8x8 a key shares its cell with walls.
-SE2-SE5. Dead and dense latents of each shipped SAE (conv3a, conv4a), counted on the first frames of 512
+     between a latent that ignores the key (0) and one that reads nothing but the key (1).  The middle block
+     rather than the last: its 16x16 map gives a key one or two map cells of its own; at 8x8 a key shares its cell
+     with walls.
+SE2-SE5. Dead and dense latents of each SAE (middle and last conv block), counted on the first frames of 512
      confirmation levels: a latent is dead when it is never active (> 0) anywhere on those frames, dense when it
      is active somewhere on more than half of them.  The unit is the latent (128 per SAE; exact Clopper-Pearson
      interval over latents; the report's n counts latents).
@@ -33,7 +38,8 @@ from harness.heist.pairs import key_removed
 from harness.lenses.sae import DEAD_FREQUENCY, firing_rates, sae_latents, spliced
 from harness.stats import Estimate, paired_bootstrap, proportion
 
-ENTITY_SITE = "conv3a"
+ENTITY_SITE = "mid_conv"
+BLOCKS = {"mid_conv": "middle conv block", "last_conv": "last conv block"}
 SELECTION_LEVELS = 128
 MIN_DROP_SHARE = 0.5
 FRAMES = 512
@@ -93,12 +99,12 @@ def key_latent(policy, saes, level_sampler):
 
 @pytest.mark.claim(
     id="SE1-conv3a-key-latent-removal",
-    statement=f"The conv3a SAE latent most selective for keys on the selection seeds loses more than "
+    statement=f"The middle conv block's SAE latent most selective for keys on the selection seeds loses more than "
               f"{MIN_DROP_SHARE:.0%} of its mean key activation at a key's cells when that key is removed.",
     sites=[f"{ENTITY_SITE}.sae.latents:selected"],
     metric="latent at the key's cells, level minus key removed, over its selection mean on keys",
     lower_bound_above=MIN_DROP_SHARE, seeds="confirmation", selected_on="selection", n=128, unit="pairs",
-    family="exploratory",
+    family="exploratory", saes=[ENTITY_SITE],
 )
 def test_key_latent_removal(claim, policy, saes, sample_levels, key_latent):
     latent, key_mean = key_latent
@@ -113,9 +119,9 @@ def test_key_latent_removal(claim, policy, saes, sample_levels, key_latent):
 
 def _fraction_claim(site: str, kind: str, claim_id: str, bound: float, rule: str):
     return pytest.mark.claim(
-        id=claim_id, statement=f"Fewer than {bound:.0%} of the {site} SAE's latents are {kind}: {rule}.",
-        sites=[f"{site}.sae.latents"], metric=f"fraction of the {site} SAE's latents that are {kind}",
-        upper_bound_below=bound, seeds="confirmation", n=128, unit="latents")
+        id=claim_id, statement=f"Fewer than {bound:.0%} of the {BLOCKS[site]}'s SAE's latents are {kind}: {rule}.",
+        sites=[f"{site}.sae.latents"], metric=f"fraction of the {BLOCKS[site]}'s SAE's latents that are {kind}",
+        upper_bound_below=bound, seeds="confirmation", n=128, unit="latents", saes=[site])
 
 
 DEAD_RULE = f"never active on the first frames of {FRAMES} confirmation levels"
@@ -127,21 +133,21 @@ def _check_fraction(claim, policy, sae, sample_levels, kind: str) -> None:
     claim.check(dead if kind == "dead" else dense)
 
 
-@_fraction_claim("conv3a", "dead", "SE2-conv3a-sae-dead-latents", MAX_DEAD, DEAD_RULE)
-def test_conv3a_dead_latents(claim, policy, saes, sample_levels):
-    _check_fraction(claim, policy, saes["conv3a"], sample_levels, "dead")
+@_fraction_claim("mid_conv", "dead", "SE2-conv3a-sae-dead-latents", MAX_DEAD, DEAD_RULE)
+def test_mid_conv_dead_latents(claim, policy, saes, sample_levels):
+    _check_fraction(claim, policy, saes["mid_conv"], sample_levels, "dead")
 
 
-@_fraction_claim("conv4a", "dead", "SE3-conv4a-sae-dead-latents", MAX_DEAD, DEAD_RULE)
-def test_conv4a_dead_latents(claim, policy, saes, sample_levels):
-    _check_fraction(claim, policy, saes["conv4a"], sample_levels, "dead")
+@_fraction_claim("last_conv", "dead", "SE3-conv4a-sae-dead-latents", MAX_DEAD, DEAD_RULE)
+def test_last_conv_dead_latents(claim, policy, saes, sample_levels):
+    _check_fraction(claim, policy, saes["last_conv"], sample_levels, "dead")
 
 
-@_fraction_claim("conv3a", "dense", "SE4-conv3a-sae-dense-latents", MAX_DENSE, DENSE_RULE)
-def test_conv3a_dense_latents(claim, policy, saes, sample_levels):
-    _check_fraction(claim, policy, saes["conv3a"], sample_levels, "dense")
+@_fraction_claim("mid_conv", "dense", "SE4-conv3a-sae-dense-latents", MAX_DENSE, DENSE_RULE)
+def test_mid_conv_dense_latents(claim, policy, saes, sample_levels):
+    _check_fraction(claim, policy, saes["mid_conv"], sample_levels, "dense")
 
 
-@_fraction_claim("conv4a", "dense", "SE5-conv4a-sae-dense-latents", MAX_DENSE, DENSE_RULE)
-def test_conv4a_dense_latents(claim, policy, saes, sample_levels):
-    _check_fraction(claim, policy, saes["conv4a"], sample_levels, "dense")
+@_fraction_claim("last_conv", "dense", "SE5-conv4a-sae-dense-latents", MAX_DENSE, DENSE_RULE)
+def test_last_conv_dense_latents(claim, policy, saes, sample_levels):
+    _check_fraction(claim, policy, saes["last_conv"], sample_levels, "dense")

@@ -1,18 +1,22 @@
-"""Steering claim: adding a "go for a key" direction to conv4a changes which entity the agent reaches first.
+"""Steering claim: adding a "go for a key" direction to the last conv block changes which entity the agent reaches
+first.
+
+The last conv block is the site role ``last_conv`` (harness.policy.roles): conv4a in CustomCNN, the output of
+IMPALA's third stack (``stack3.res2``), before the ReLU.
 
 Source: the Heist goal-selection project (../shared/seeds/000_77e42c2f625ff90c.txt) asks how the agent
-identifies which entity is its current goal; if conv4a holds a direction for "the goal is a key", adding it should
+identifies which entity is its current goal; if the last conv block holds a direction for "the goal is a key", adding it should
 move the agent's behaviour toward keys (as steering vectors do for the maze agent's cheese, the maze "go up"
 study in ../shared/seeds/004_46561d323bf2ab4c.txt).  Issue 21 found that the clean agent already takes an
 unneeded key before the gem on many lock-free levels with a distractor key; steering should move that rate.
 
 ST1. (exploratory, heavy) On lock-free levels with a distractor key (a key of an unused colour on a floor cell off
      the route to the gem: the ``distractor_key`` pair family's edited level, the cell drawn with a generator
-     seeded by the level's seed rather than the nearest one, which sits next to the agent), adding the conv4a steering
+     seeded by the level's seed rather than the nearest one, which sits next to the agent), adding the steering
      direction at the coefficient chosen on the selection seeds raises the share of episodes that reach the key
      before the gem by more than 10 points over the clean agent (same levels, same action sampling seed; paired
      binary outcome, exact McNemar test with Newcombe's interval).
-     Direction: the mean conv4a activation (averaged over positions, a channel vector added at every position)
+     Direction: the mean activation of the last conv block (averaged over positions, a channel vector added at every position)
      on first frames of selection levels whose current target is a key, minus on those whose target is the gem.
      Coefficient: of COEFFICIENTS, the one that most raises P(first step toward the distractor key) minus
      P(first step toward the gem) on the first frames of selection distractor levels where the two differ (a
@@ -35,7 +39,7 @@ from harness.policy.runner import run
 from harness.policy.traces import reached_before
 from harness.stats import mcnemar_exact
 
-SITE = "conv4a"
+SITE = "last_conv"
 DIRECTION_LEVELS = 256
 SWEEP_LEVELS = 64
 COEFFICIENTS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -68,7 +72,7 @@ def added_key(pair):
 
 
 def key_direction(policy, levels):
-    """conv4a's mean activation (over positions) on ``levels`` whose current target is a key, minus on those whose
+    """The last conv block's mean activation (over positions) on ``levels`` whose current target is a key, minus on those whose
     target is the gem."""
     kinds = [target_kind(level) for level in levels]
     keys = [lv for lv, k in zip(levels, kinds) if k == "key"]
@@ -120,7 +124,7 @@ def steering(policy, level_sampler):
 @pytest.mark.heavy
 @pytest.mark.claim(
     id="ST1-conv4a-steer-toward-key",
-    statement=f"Adding the conv4a key-minus-gem direction (coefficient chosen on the selection seeds) raises the "
+    statement=f"Adding the last conv block's key-minus-gem direction (coefficient chosen on the selection seeds) raises the "
               f"share of distractor-key levels where the agent reaches the key before the gem by more than "
               f"{MIN_SHIFT:.0%}.",
     sites=[f"{SITE}:key-direction"], metric="key reached before gem, steered minus clean",

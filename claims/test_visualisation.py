@@ -1,4 +1,5 @@
-"""Feature-visualisation claim: an image optimised for the conv4a UP channel drives it beyond any dataset frame.
+"""Feature-visualisation claim: an image optimised for the last conv block's UP channel drives it beyond any dataset
+frame.
 
 Source: the feature-visualisation note of the Heist goal-selection project (../shared/seeds/001_755052fb6169fe95.txt,
 "Feature visualisation results"): gradient ascent on Heist CNN channels gave white or noisy images, and the note
@@ -8,7 +9,8 @@ Distill 2017) motivate optimisation by exactly this comparison: dataset examples
 in the data, the optimised image what drives it most, and the second is meaningful only if it really drives the
 unit harder than the data does.
 
-Unit: the conv4a channel claims/test_channels.py selects, by its own function (the channel whose zeroing lowers
+Unit: the channel of the last conv block (the ``last_conv`` role: conv4a in CustomCNN, IMPALA's ``stack3.res2``)
+that claims/test_channels.py selects, by its own function (the channel whose zeroing lowers
 P(UP) most on 256 target-up selection levels, :func:`claims.test_channels.rank_up_channels`), computed once per
 model and sampling seed through the plugin's ``selection_cache``.  Objective: the channel's pre-ReLU
 activation averaged over its 8x8 map, on the optimised image quantised to uint8 and on each dataset frame alike.
@@ -56,7 +58,8 @@ def restarts_beating_data(policy, channel, levels, *, restarts=RESTARTS, steps=S
 
 @pytest.fixture(scope="module")
 def up_channel(policy, level_sampler, selection_cache):
-    """The selection step of claims/test_channels.py: its top conv4a UP channel on the selection seeds."""
+    """The selection step of claims/test_channels.py: its top UP channel of the last conv block on the selection
+    seeds."""
     return selection_cache("FV-up-channel", lambda: rank_up_channels(
         policy, render(level_sampler("selection", SELECTION_LEVELS, where=target_is_up)))[0][0])
 
@@ -64,8 +67,8 @@ def up_channel(policy, level_sampler, selection_cache):
 @pytest.mark.heavy
 @pytest.mark.claim(
     id="FV1-visualisation-beats-data",
-    statement=f"Optimised images (Fourier, decorrelated colour, transformation robust) drive the selected conv4a UP "
-              f"channel above its best on {DATASET_LEVELS} confirmation levels in more than half of {RESTARTS} "
+    statement=f"Optimised images (Fourier, decorrelated colour, transformation robust) drive the selected UP channel "
+              f"of the last conv block above its best on {DATASET_LEVELS} confirmation levels in more than half of {RESTARTS} "
               f"restarts.",
     sites=[f"{SITE}:selected"], metric=f"share of restarts above the best of {DATASET_LEVELS} dataset frames",
     lower_bound_above=MIN_SHARE, seeds="confirmation", selected_on="selection", n=RESTARTS, unit="restarts",

@@ -194,6 +194,15 @@ def test_too_few_null_draws_can_never_support():
         claim.check(evidence)
 
 
+@pytest.mark.parametrize("family_size", [1, 8, 11, 16, 40])
+def test_null_draws_reach_the_claims_alpha_with_one_draw_to_spare(family_size):
+    claim = make_claim(family_size=family_size)
+    draws = claim.null_draws
+    assert 2 / (draws + 1) <= claim.alpha and draws <= 2 / claim.alpha + 1  # one draw may beat the effect
+    null = {**NULL, "distribution": np.zeros(draws)}
+    assert claim.check(interval(0.2, 0.3, confidence=claim.confidence, p_value=2 / (draws + 1), **null)) == "supported"
+
+
 @pytest.mark.parametrize(
     ("evidence", "match"),
     [

@@ -156,6 +156,19 @@ def test_terminal_table_aligns_columns():
     assert len({line.index("0.2 [") for line in lines[2:]}) == 1
 
 
+def test_a_skipped_claim_shows_its_reason_in_every_format():
+    reason = "applies to custom_cnn; the policy under test is impala"
+    skipped = record("H-custom", verdict="skipped", message=reason, estimate=None, ci_low=None, ci_high=None,
+                     p_value=None, p_adjusted=None, histogram=None)
+    report = RunReport(run=RUN, claims=(record(), skipped))
+    lines = render_terminal(report)
+    assert lines[3].startswith("H-custom") and "SKIPPED" in lines[3]
+    assert lines[-2:] == ["skipped:", f"  H-custom: {reason}"]
+    assert "### H-custom: skipped" in render_markdown(report) and reason in render_markdown(report)
+    assert reason in render_html(report)
+    assert render_terminal(RunReport(run=RUN, claims=(record(),)))[-1].startswith("H1")  # no section without skips
+
+
 def test_comparison_reports_changed_verdicts_moved_estimates_and_new_bounds():
     previous = RunReport(run={"run": "r0"}, claims=(record("A"), record("B"), record("C"), record("Gone")))
     current = [

@@ -136,6 +136,13 @@ class Claim:
         """The confidence the result's interval must have: ``1 - alpha``; pass it to the statistic."""
         return 1 - self.alpha
 
+    @property
+    def null_draws(self) -> int:
+        """How many draws a null baseline of this claim takes: ``ceil(2 / alpha)``, so that p (``(b + 1) / (draws +
+        1)``) reaches ``alpha`` even when one draw beats the effect.  A fixed count breaks as the family grows (200
+        draws cannot reach alpha below 1/201, i.e. beyond 10 claims at alpha 0.05); pass ``claim.null_draws``."""
+        return math.ceil(2 / self.alpha)
+
     def attach(self, image: np.ndarray, caption: str) -> None:
         """Add a picture (``(H, W, 3)`` uint8 RGB, e.g. a clean or counterfactual level) to the report."""
         self.figures.append(Figure.from_rgb(image, caption))
