@@ -29,7 +29,7 @@ CH3. Zeroing the top three channels together lowers P(UP) on target-up levels by
 import numpy as np
 import pytest
 
-from harness import Site, Zero, render, render_hires, run
+from harness import Site, Zero, render, render_hires, run, run_from
 from harness.heist.actions import Action
 from harness.lenses.measures import (channel_ablation_drop, channel_activation, channel_sums, gem_moved_pair,
                                      random_channel_null, target_direction)
@@ -67,12 +67,13 @@ def up_drops(policy, frames, channels) -> np.ndarray:
 
 def single_channel_drops(policy, frames) -> np.ndarray:
     """``(channels, n)``: the drop in P(UP) on each level when each channel of the last conv block alone is zeroed,
-    as :func:`up_drops` gives it channel by channel, from one clean pass and one pass per channel (not two)."""
+    as :func:`up_drops` gives it channel by channel, from one clean pass and, per channel, the layers after the site
+    (``run_from``: the same numbers)."""
     clean = run(policy, frames, cache=[SITE])
-    channels = clean.activations[SITE].shape[1]
+    acts = clean.activations[SITE]
     return np.stack([
-        (clean.probs[:, Action.UP] - run(policy, frames, interventions=[Zero(site=Site(SITE, channels=(c,)))])
-         .probs[:, Action.UP]).double().numpy() for c in range(channels)
+        (clean.probs[:, Action.UP] - run_from(policy, SITE, acts, interventions=[Zero(site=Site(SITE, channels=(c,)))])
+         .probs[:, Action.UP]).double().numpy() for c in range(acts.shape[1])
     ])  # fmt: skip
 
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "Cache": "harness.policy.interventions", "Zero": "harness.policy.interventions", "Mean": "harness.policy.interventions",
     "Resample": "harness.policy.interventions", "Patch": "harness.policy.interventions", "AddDirection": "harness.policy.interventions",
     "Clamp": "harness.policy.interventions",
-    "run": "harness.policy.runner", "RunResult": "harness.policy.runner",
+    "run": "harness.policy.runner", "RunResult": "harness.policy.runner", "run_from": "harness.policy.from_site",
     "rollout": "harness.policy.rollouts", "play": "harness.policy.rollouts",
     "load_sae": "harness.lenses.sae", "spliced": "harness.lenses.sae",
 }  # fmt: skip

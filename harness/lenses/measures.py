@@ -19,6 +19,7 @@ from harness.heist.actions import CARDINAL, Action
 from harness.heist.levels import HeistLevel
 from harness.heist.oracle import current_target, guide
 from harness.heist.pairs import gem_moved_pair
+from harness.policy.from_site import run_from
 from harness.policy.interventions import Intervention, Zero
 from harness.policy.runner import run
 from harness.policy.sites import Site
@@ -57,11 +58,12 @@ def random_channel_null(policy: nn.Module, frames: np.ndarray, *, site: str, n_c
     """Mean drop in P(action) for each of ``m`` random sets of ``size`` channels of ``site`` (``exclude`` left
     out): what ablating that many channels does when the channels are not the claimed ones."""
     sets = random_channel_sets(n_channels, size, m, seed=seed, exclude=tuple(exclude))
-    clean = run(policy, frames).probs[:, action]
+    clean = run(policy, frames, cache=[site])
     null = []
-    for channels in sets:
+    for channels in sets:  # from the site onward only (run_from): the layers before it do not change
         zero = Zero(site=Site(site, channels=tuple(int(c) for c in channels)))
-        null.append(float((clean - run(policy, frames, interventions=[zero]).probs[:, action]).mean()))
+        ablated = run_from(policy, site, clean.activations[site], interventions=[zero]).probs[:, action]
+        null.append(float((clean.probs[:, action] - ablated).mean()))
     return np.array(null)
 
 

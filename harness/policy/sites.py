@@ -37,7 +37,7 @@ from harness.errors import InterventionError, UnknownSiteError
 from harness.policy.models import FRAME_SHAPE
 from harness.policy.roles import ROLE_NAMES, is_role, role_site
 
-__all__ = ["HookPoint", "Site", "hooked", "selection_mask", "select", "site_modules", "sites"]
+__all__ = ["HookPoint", "Site", "hooked", "selection_mask", "select", "site_module", "site_modules", "sites"]
 
 
 class HookPoint(nn.Identity):
@@ -118,6 +118,12 @@ def _resolve(model: nn.Module, table: dict[str, nn.Module], name: str) -> nn.Mod
     near = aliases or difflib.get_close_matches(name, [*table, *ROLE_NAMES], n=5, cutoff=0.5)
     hint = f"did you mean {', '.join(map(repr, near))}?" if near else f"valid sites: {', '.join(table)}"
     raise UnknownSiteError(f"unknown site {name!r}; {hint}")
+
+
+def site_module(model: nn.Module, name: str) -> nn.Module:
+    """The module behind site (or role) ``name`` of ``model``; an unknown name raises :class:`UnknownSiteError`
+    with the nearest names."""
+    return _resolve(model, site_modules(model), name)
 
 
 @contextmanager
