@@ -175,15 +175,22 @@ def test_distill_command_refuses_bad_flags_and_teachers_before_any_work(tmp_path
         distill.DistillConfig(threads=0)
 
 
+def test_cache_holds_every_collection_rounded_up_to_whole_engine_steps():
+    cfg = distill.DistillConfig(teacher_frames=100, iterations=2, frames_per_iteration=30, engines=64)
+    assert distill.cache_capacity(cfg) == 128 + 2 * 64
+    assert distill.cache_capacity(distill.DistillConfig(teacher_frames=128, iterations=0, engines=64)) == 128
+
+
 @pytest.mark.slow
 def test_distillation_runs_end_to_end_and_saves_a_loadable_student(tmp_path):
     out = tmp_path / "student.pt"
-    distill.main(["--out", str(out), "--teacher-frames", "256", "--iterations", "1", "--frames-per-iteration", "128",
-                  "--steps-per-iteration", "20", "--engines", "16", "--widths", "32"])
+    distill.main(["--out", str(out), "--teacher-frames", "250", "--iterations", "2", "--frames-per-iteration", "100",
+                  "--steps-per-iteration", "20", "--engines", "16", "--widths", "32"])  # counts not multiples of 16
     from harness.policy.models import load_policy
     student = load_policy(out)
     assert isinstance(student, BilinearCNN) and student.widths == (32,)
-    assert [it["player"] for it in distill.json.loads(distill.log_path(out).read_text())["iterations"]] == [
-        "teacher", "student"]
+    log = distill.json.loads(distill.log_path(out).read_text())["iterations"]
+    assert [it["player"] for it in log] == ["teacher", "student", "student"]
+    assert log[-1]["cache_frames"] == 256 + 2 * 112
     logits, _ = student(preprocess(np.zeros((1, 64, 64, 3), dtype=np.uint8)))
     assert logits.shape == (1, 15)

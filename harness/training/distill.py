@@ -136,6 +136,15 @@ class LevelStream:
         return part_played(level, self.rng) if self.rng.random() < self.cfg.part_played else level
 
 
+def cache_capacity(cfg: DistillConfig) -> int:
+    """Frames the whole schedule caches: each collection records whole steps of ``engines`` frames, so it rounds
+    its frame count up to a multiple of ``engines``."""
+    def rounded(frames: int) -> int:
+        return -(-frames // cfg.engines) * cfg.engines
+
+    return rounded(cfg.teacher_frames) + cfg.iterations * rounded(cfg.frames_per_iteration)
+
+
 def student_from(teacher: torch.nn.Module, widths: tuple[int, ...]) -> BilinearCNN:
     """A fresh :class:`BilinearCNN` with the teacher's conv weights, frozen; only the bilinear head trains."""
     student = BilinearCNN(widths)
@@ -235,7 +244,7 @@ def train(cfg: DistillConfig, out: Path) -> dict:
     torch.manual_seed(cfg.seed)
     teacher = load_teacher(cfg.teacher)
     student = student_from(teacher, cfg.widths)
-    cache = FeatureCache(cfg.teacher_frames + cfg.iterations * cfg.frames_per_iteration + 2 * cfg.engines)
+    cache = FeatureCache(cache_capacity(cfg))
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
     total = (cfg.iterations + 1) * cfg.steps_per_iteration
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - 0.9 * min(s / total, 1.0))
