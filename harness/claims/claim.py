@@ -292,6 +292,7 @@ class Claim:
         distribution = result.distribution
         return replace(
             row,
+            n=int(result.n), max_n=getattr(result, "max_n", None),
             estimate=_number(result.estimate), ci_low=_number(result.ci_low), ci_high=_number(result.ci_high),
             method=str(result.method), p_value=self.p_value, p_adjusted=self._bonferroni(),
             statistic_p_value=_number(result.p_value), statistic_hypothesis=_hypothesis(result),

@@ -156,6 +156,8 @@ class ClaimRecord:
     test: str
     unit: str = "levels"
     """What ``n`` counts (the declaration's ``unit``): levels, pairs, episodes, latents, restarts, states, channels."""
+    max_n: int | None = None
+    """A sequential claim's declared most units; ``n`` is then the units it used before it stopped."""
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
@@ -196,6 +198,11 @@ class ClaimRecord:
     def needed(self) -> str:
         """The pre-registered bound in words, e.g. ``lower bound > 0.1``; a dash when the declaration had none."""
         return "–" if self.direction is None else describe_bound(self.direction, self.threshold)
+
+    @property
+    def sample(self) -> str:
+        """What n counted, e.g. ``256 pairs``, or ``157 of at most 512 episodes`` for a sequential claim."""
+        return f"{self.n} {self.unit}" if self.max_n is None else f"{self.n} of at most {self.max_n} {self.unit}"
 
     @property
     def interval(self) -> str:

@@ -40,7 +40,7 @@ COLUMNS = ("claim", "verdict", "estimate [CI]", "n", "p", "p adj", "needed", "se
 
 
 def _cells(r: ClaimRecord) -> tuple[str, ...]:
-    return (r.id, r.verdict.upper(), r.interval, f"{r.n} {r.unit}", fmt(r.p_value), fmt(r.p_adjusted), r.needed,
+    return (r.id, r.verdict.upper(), r.interval, r.sample, fmt(r.p_value), fmt(r.p_adjusted), r.needed,
             r.selection)  # fmt: skip
 
 
@@ -125,7 +125,7 @@ def render_markdown(report: RunReport) -> str:
 
 
 CSV_FIELDS = (
-    "id", "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "unit", "p_value", "p_adjusted", "p_holm",
+    "id", "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "max_n", "unit", "p_value", "p_adjusted", "p_holm",
     "statistic_p_value", "statistic_hypothesis", "null_quantile", "direction", "threshold", "family", "family_size",
     "family_alpha", "seeds", "selected_on", "selected", "sites", "metric", "method", "statement", "test", "message",
     "checksums", "source_sha256", "earlier_runs",
@@ -241,7 +241,7 @@ def _claim_html(r: ClaimRecord) -> list[str]:
     if r.selected:
         chosen = f" (chosen on {r.selected_on})" if r.selected_on else ""
         unit = f'<span class="unit">selected: <b>{e(r.selection)}</b>{e(chosen)}</span>'
-    numbers = [f"n = {r.n} {r.unit}", f"needed: {r.needed}", f"p = {fmt(r.p_value)}",
+    numbers = [f"n = {r.sample}", f"needed: {r.needed}", f"p = {fmt(r.p_value)}",
                f"adjusted p = {fmt(r.p_adjusted)}"]  # fmt: skip
     return [
         f'<section class="claim" id="{e(r.id)}"><h2>{_badge(r.verdict)} {e(r.id)}{unit}</h2>',
