@@ -172,12 +172,12 @@ def probe_verdicts(model: TabledCNN, frames: np.ndarray, quadrants: np.ndarray, 
 # populations shaped like the claims' own data, with the population's mean placed exactly at the claim's bound
 # (the hardest null).  The supported rate there is the claim's size; it must not reach twice nominal.
 
-FAMILY = 8
-"""m of the shipped confirmatory family when this was written (B1-B3, CH1-CH3, P1, S1)."""
+FAMILY = 16
+"""m of the shipped confirmatory family (B1-B3, CH1-CH3, D1, D2, P1, PR1, R2, S1, SE2-SE5)."""
 CLAIM_CONFIDENCE = 1 - ALPHA / FAMILY
-"""The confidence a claim's interval is computed at: 99.375%."""
+"""The confidence a claim's interval is computed at: 99.6875%."""
 NOMINAL_SIZE = ALPHA / FAMILY / 2
-"""A one-sided bound's nominal false-positive rate at CLAIM_CONFIDENCE: 0.3125%."""
+"""A one-sided bound's nominal false-positive rate at CLAIM_CONFIDENCE: 0.15625%."""
 
 PER_LEVEL_VALUES = {
     "CH1": (
@@ -252,7 +252,7 @@ def at_bound(values: np.ndarray, bound: float) -> np.ndarray:
     return values - values.mean() + bound
 
 
-BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 256), "CH3": (channels.MIN_GROUP_DROP, 256),
+BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 1024), "CH3": (channels.MIN_GROUP_DROP, 256),
                     "S2": (sae_claims.MIN_LATENT_DROP, 256)}
 """Claims whose verdict is a bootstrap interval of a mean: their lower bound and n."""
 RATE_CLAIMS = {"S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}

@@ -2,9 +2,9 @@
 (docs/statistics.md items 9, 12 and 13).
 
 Default (cheap): each statistic a shipped verdict uses (the bootstrap of CH1, CH3 and S2, the Wilson interval of
-S1 and P1, the sequential confidence sequence of B1 and B3, Newcombe's interval of B2) at the claims' confidence 1 - alpha/8 and their n, on populations
+S1 and P1, the sequential confidence sequence of B1 and B3, Newcombe's interval of B2) at the claims' confidence 1 - alpha/16 (the confirmatory family's 16 claims) and their n, on populations
 shaped like the claims' own per-level values, with the mean placed exactly on the claim's bound: its supported
-rate there (its size) must stay below twice nominal (0.625% against 0.3125%); and the same check fails on a
+rate there (its size) must stay below twice nominal (0.3125% against 0.15625%); and the same check fails on a
 method known to break its level, so it can fail.
 
 The planted models hold their truth by construction (default).  Slow (``-m slow``; the figures come from
@@ -177,8 +177,8 @@ def test_null_sets_drawn_outside_the_group_would_break_alpha():
 
 # ---------------------------------------------------------------- statistics at the claims' own level (cheap)
 
-SIZE_SAMPLES = 8000
-"""Samples per claim: at nominal 0.3125% about 25 false positives are expected, at twice nominal 50."""
+SIZE_SAMPLES = 16000
+"""Samples per claim: at nominal 0.15625% about 25 false positives are expected, at twice nominal 50."""
 
 
 def _size_message(name, misses) -> str:
