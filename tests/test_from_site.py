@@ -50,3 +50,26 @@ def test_a_site_before_the_start_is_refused_by_name():
         run_from(policy, "conv4a", acts, cache=["conv2a"])
     with pytest.raises(InterventionError, match="pass activations cached at 'conv4a'"):
         run_from(policy, "conv4a", acts[:, :, :2])  # not the site's shape
+
+
+@pytest.mark.parametrize("site", ["stack3.res2.conv0", "stack2.res1.conv1"])
+def test_a_site_inside_a_residual_block_is_refused_as_the_skip_bypasses_it(site):
+    policy = ImpalaCNN().eval()
+    acts = run(policy, FRAMES, cache=[site]).activations[site]
+    with pytest.raises(InterventionError, match=f"values computed before '{site}' reach the outputs"):
+        run_from(policy, site, acts)
+
+
+def test_an_sae_latent_site_with_its_error_term_is_refused_and_without_it_runs_exactly():
+    from harness.lenses.sae import ConvSAEConfig, build_sae, spliced
+
+    torch.manual_seed(0)
+    policy, sae = CustomCNN().eval(), build_sae(ConvSAEConfig(site="conv4a", channels=32)).eval()
+    with spliced(policy, sae, error_term=True):
+        acts = run(policy, FRAMES, cache=[sae.latent_site]).activations[sae.latent_site]
+        with pytest.raises(InterventionError, match="reach the outputs without passing through it"):
+            run_from(policy, sae.latent_site, acts)
+    with spliced(policy, sae, error_term=False):
+        full = run(policy, FRAMES, cache=[sae.latent_site])
+        found = run_from(policy, sae.latent_site, full.activations[sae.latent_site])
+    assert torch.equal(found.logits, full.logits)

@@ -11,7 +11,9 @@ every module whose one call ends before the site's module starts, and the site's
 stub that returns zeros of the shape it gave; the site's output is then set to ``activations`` by a
 :class:`~harness.policy.interventions.Patch`, so the runner's fired-check still applies, and the interventions
 given run after it.  A module that also runs after the site (a shared dropout) is not stubbed.  An intervention
-or cache at a site that runs before ``site`` would only see stub zeros, so it is refused.
+or cache at a site that runs before ``site`` would only see stub zeros, so it is refused; so is a site that values
+computed before it can bypass (inside a residual block, an SAE latent spliced with its error term): one
+observation run with two different random stubs must give the same logits.
 """
 
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,7 @@ def run_from(policy: nn.Module, site: str, activations: Tensor, *, interventions
         if site_module(policy, name) in stubs and site_module(policy, name) is not module:
             raise InterventionError(f"site {name!r} runs before {site!r}, which run_from starts at, so it would see "
                                     "no real activations; intervene there with run(), or start earlier")
+    _check_cut(policy, site, stubs, activations)
     frames = np.zeros((len(activations), *FRAME_SHAPE), np.uint8)
     with _stubbed(stubs):
         return run(policy, frames, interventions=[Patch(site=Site(site), source=activations), *interventions],
@@ -81,21 +84,40 @@ def _modules_before(policy: nn.Module, module: nn.Module) -> dict[nn.Module, Ten
             if isinstance(outputs[m], Tensor) and (m is module or (len(times) == 1 and times[0] < begin))}
 
 
+def _check_cut(policy: nn.Module, site: str, stubs: dict[nn.Module, Tensor], activations: Tensor) -> None:
+    """Refuse a site that values computed before it can bypass (a residual skip around it, an SAE's error term):
+    on one observation, stubs that return two different random fills must give the same logits."""
+    frame = np.zeros((1, *FRAME_SHAPE), np.uint8)
+    logits = []
+    for seed in (1, 2):
+        with _stubbed(stubs, torch.Generator().manual_seed(seed)):
+            logits.append(run(policy, frame, interventions=[Patch(site=Site(site), source=activations[:1])]).logits)
+    if not torch.equal(*logits):
+        raise InterventionError(
+            f"values computed before {site!r} reach the outputs without passing through it (a residual skip around "
+            "it, or an SAE spliced there with its error term), so run_from cannot start there; start at a site "
+            "every path goes through (a block's output: conv4a, stack3.res2, fc.relu ...) or use run()"
+        )
+
+
 @contextmanager
-def _stubbed(templates: dict[nn.Module, Tensor]) -> Iterator[None]:
-    """Each module of ``templates`` returns zeros shaped like its template (batch from its input) instead of
-    computing; the modules are restored on exit."""
+def _stubbed(templates: dict[nn.Module, Tensor], fill: torch.Generator | None = None) -> Iterator[None]:
+    """Each module of ``templates`` returns zeros (or random values from ``fill``) shaped like its template, batch
+    from its input, instead of computing; the modules are restored on exit."""
     try:
         for m, template in templates.items():
-            m.forward = _stub(template)
+            m.forward = _stub(template, fill)
         yield
     finally:
         for m in templates:
             m.__dict__.pop("forward", None)
 
 
-def _stub(template: Tensor):
+def _stub(template: Tensor, fill: torch.Generator | None):
     def forward(first: Tensor, *_args, **_kwargs) -> Tensor:
-        return template.new_zeros((len(first), *template.shape[1:]))
+        shape = (len(first), *template.shape[1:])
+        if fill is None:
+            return template.new_zeros(shape)
+        return torch.randn(shape, generator=fill, dtype=template.dtype).to(template.device)
 
     return forward
