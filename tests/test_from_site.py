@@ -44,9 +44,9 @@ def test_later_sites_can_be_intervened_and_cached_and_the_model_is_left_as_it_wa
 def test_a_site_before_the_start_is_refused_by_name():
     policy = CustomCNN().eval()
     acts = run(policy, FRAMES, cache=["conv4a"]).activations["conv4a"]
-    with pytest.raises(InterventionError, match="site 'conv3a' runs before 'conv4a'"):
+    with pytest.raises(InterventionError, match="site 'conv3a' does not run after 'conv4a'"):
         run_from(policy, "conv4a", acts, interventions=[Zero(site=Site("conv3a"))])
-    with pytest.raises(InterventionError, match="site 'conv2a' runs before 'conv4a'"):
+    with pytest.raises(InterventionError, match="site 'conv2a' does not run after 'conv4a'"):
         run_from(policy, "conv4a", acts, cache=["conv2a"])
     with pytest.raises(InterventionError, match="pass activations cached at 'conv4a'"):
         run_from(policy, "conv4a", acts[:, :, :2])  # not the site's shape
@@ -69,7 +69,13 @@ def test_an_sae_latent_site_with_its_error_term_is_refused_and_without_it_runs_e
         acts = run(policy, FRAMES, cache=[sae.latent_site]).activations[sae.latent_site]
         with pytest.raises(InterventionError, match="reach the outputs without passing through it"):
             run_from(policy, sae.latent_site, acts)
+        with pytest.raises(InterventionError, match="site 'conv4a' already has forward hooks"):
+            run_from(policy, "conv4a", run(policy, FRAMES, cache=["conv4a"]).activations["conv4a"])
     with spliced(policy, sae, error_term=False):
         full = run(policy, FRAMES, cache=[sae.latent_site])
         found = run_from(policy, sae.latent_site, full.activations[sae.latent_site])
+        zero = Zero(site=Site(sae.latent_site, channels=(0,)))  # an SAE latent downstream of the start: fine
+        earlier = run_from(policy, "conv3a", run(policy, FRAMES, cache=["conv3a"]).activations["conv3a"],
+                           interventions=[zero])
+        assert torch.equal(earlier.logits, run(policy, FRAMES, interventions=[zero]).logits)
     assert torch.equal(found.logits, full.logits)

@@ -40,11 +40,14 @@ def run_from(policy: nn.Module, site: str, activations: Tensor, *, interventions
     ``site`` (after ``activations`` are set) or later sites.  Returns what ``run`` on those observations would,
     up to float rounding."""
     module = site_module(policy, site)
-    stubs = _modules_before(policy, module)  # the site's module included
+    if module._forward_hooks:
+        raise InterventionError(f"site {site!r} already has forward hooks (an SAE spliced there?); they would run "
+                                "before run_from sets its activations and be overwritten; use run()")
+    stubs, downstream = _schedule(policy, module)  # stubs: the site's module included
     for name in [iv.site.name for iv in interventions] + [s.name if isinstance(s, Site) else s for s in cache]:
-        if site_module(policy, name) in stubs and site_module(policy, name) is not module:
-            raise InterventionError(f"site {name!r} runs before {site!r}, which run_from starts at, so it would see "
-                                    "no real activations; intervene there with run(), or start earlier")
+        if site_module(policy, name) is not module and site_module(policy, name) not in downstream:
+            raise InterventionError(f"site {name!r} does not run after {site!r}, which run_from starts at, so it "
+                                    "would see no real activations; intervene there with run(), or start earlier")
     _check_cut(policy, site, stubs, activations)
     frames = np.zeros((len(activations), *FRAME_SHAPE), np.uint8)
     with _stubbed(stubs):
@@ -52,9 +55,9 @@ def run_from(policy: nn.Module, site: str, activations: Tensor, *, interventions
                    cache=cache, batch_size=batch_size)
 
 
-def _modules_before(policy: nn.Module, module: nn.Module) -> dict[nn.Module, Tensor]:
-    """The modules of ``policy`` called once and ending before ``module`` starts, with their tensor output on one
-    blank frame (a stub's template)."""
+def _schedule(policy: nn.Module, module: nn.Module) -> tuple[dict[nn.Module, Tensor], set[nn.Module]]:
+    """On one blank frame: the modules called once and ending before ``module`` starts, with their tensor output
+    (a stub's template; ``module`` included), and the modules that start only after ``module`` ends."""
     clock, starts, ends, outputs = count(), {}, {}, {}
 
     def started(m: nn.Module, _args) -> None:
@@ -79,9 +82,10 @@ def _modules_before(policy: nn.Module, module: nn.Module) -> dict[nn.Module, Ten
     if len(starts.get(module, [])) != 1:
         raise InterventionError(f"run_from needs a site whose module runs once per forward pass; {module} ran "
                                 f"{len(starts.get(module, []))} times")
-    begin = starts[module][0]
-    return {m: outputs[m] for m, times in ends.items()
-            if isinstance(outputs[m], Tensor) and (m is module or (len(times) == 1 and times[0] < begin))}
+    begin, end = starts[module][0], ends[module][0]
+    stubs = {m: outputs[m] for m, times in ends.items()
+             if isinstance(outputs[m], Tensor) and (m is module or (len(times) == 1 and times[0] < begin))}
+    return stubs, {m for m, times in starts.items() if min(times) > end}
 
 
 def _check_cut(policy: nn.Module, site: str, stubs: dict[nn.Module, Tensor], activations: Tensor) -> None:
