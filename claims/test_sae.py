@@ -19,13 +19,15 @@ S2. (exploratory) One SAE latent steers the agent toward its target: the latent 
 import numpy as np
 import pytest
 
-from harness import Site, Zero, render, run
+from harness import Site, Zero, render, run, run_from
 from harness.heist.actions import Action
 from harness.lenses.measures import target_direction
 from harness.lenses.sae import firing_rates, sae_latents, spliced
 from harness.stats import paired_bootstrap, wilson_interval
 
 SITE = "last_conv"
+START = "mid_conv"
+"""Latent ablations run from this block onward (it precedes the SAE's site in every architecture)."""
 MIN_AGREEMENT = 0.80
 MIN_LATENT_DROP = 0.02
 SELECTION_LEVELS = 128
@@ -51,13 +53,19 @@ def argmax_agreement(policy, sae, frames) -> np.ndarray:
     return (clean == reconstructed).numpy()
 
 
-def move_probabilities(policy, sae, frames, moves, latent=None):
+def start_activations(policy, frames):
+    """The policy's ``START`` activations on ``frames``, from which :func:`move_probabilities` runs the rest."""
+    return run(policy, frames, cache=[START]).activations[START]
+
+
+def move_probabilities(policy, sae, start, moves, latent=None):
     """Per frame: P(oracle move) with ``sae`` spliced in (with its error term, so only an edit of the latents changes
-    the policy), with ``latent`` zeroed (None: no edit, the clean policy up to float rounding)."""
+    the policy), with ``latent`` zeroed (None: no edit, the clean policy up to float rounding).  ``start``:
+    :func:`start_activations` of the frames; only the layers after ``START`` run (``run_from``, the same numbers)."""
     edits = [] if latent is None else [Zero(site=Site(sae.latent_site, channels=(int(latent),)))]
     with spliced(policy, sae, error_term=True):
-        probs = run(policy, frames, interventions=edits).probs.double().numpy()
-    return probs[np.arange(len(frames)), moves]
+        probs = run_from(policy, START, start, interventions=edits).probs.double().numpy()
+    return probs[np.arange(len(start)), moves]
 
 
 def select_steering_latent(policy, sae, levels) -> tuple[int, np.ndarray]:
@@ -66,8 +74,9 @@ def select_steering_latent(policy, sae, levels) -> tuple[int, np.ndarray]:
     frames, moves = render(levels), oracle_moves(levels)
     rates = firing_rates(sae_latents(policy, sae, frames)).numpy()
     live = np.nonzero(rates > 0)[0]
-    clean = move_probabilities(policy, sae, frames, moves)
-    scores = [(clean - move_probabilities(policy, sae, frames, moves, i)).mean() for i in live]
+    start = start_activations(policy, frames)
+    clean = move_probabilities(policy, sae, start, moves)
+    scores = [(clean - move_probabilities(policy, sae, start, moves, i)).mean() for i in live]
     return int(live[int(np.argmax(scores))]), rates
 
 
@@ -84,8 +93,9 @@ def latent_excess_drop(policy, sae, frames, moves, chosen: int, rates) -> np.nda
     matched = matched_latents(rates, chosen)
     if not len(matched):
         raise ValueError(f"no latent fires within {MATCH_TOLERANCE:.0%} of latent {chosen}'s rate")
-    clean = move_probabilities(policy, sae, frames, moves)
-    drops = [clean - move_probabilities(policy, sae, frames, moves, i) for i in (chosen, *matched)]
+    start = start_activations(policy, frames)
+    clean = move_probabilities(policy, sae, start, moves)
+    drops = [clean - move_probabilities(policy, sae, start, moves, i) for i in (chosen, *matched)]
     return drops[0] - np.mean(drops[1:], axis=0)
 
 
