@@ -18,7 +18,7 @@ from harness.claims.records import ClaimRecord
 from harness.claims.report import write_report
 from harness.claims.runs import RunReport, load_run, load_series, read_series
 from harness.claims.series import main, run_series
-from harness.claims.series_checkpoints import find_checkpoints
+from harness.claims.series_checkpoints import ONLY_REASON, find_checkpoints
 from harness.claims.series_ray import merge_file_runs
 from harness.claims.series_report import first_supported, write_series_report
 from harness.errors import ClaimError
@@ -31,8 +31,8 @@ def row(claim_id: str, verdict: str, estimate: float | None, *, threshold: float
     return ClaimRecord(
         id=claim_id, statement="A claim.", sites=("conv4a",), metric="rate", family="confirmatory",
         seeds="confirmation", n=64, direction="lower", threshold=threshold, family_alpha=0.05, family_size=2,
-        confidence=0.975, verdict=verdict, message="no result" if estimate is None else "",
-        **{"test": "c.py::t", **interval, **changes},
+        confidence=0.975, verdict=verdict,
+        **{"message": "no result" if estimate is None else "", "test": "c.py::t", **interval, **changes},
     )  # fmt: skip
 
 
@@ -68,10 +68,9 @@ def test_the_report_gives_a_cell_per_claim_and_checkpoint_and_when_each_is_first
     written = write_series_report(folder)
     assert sorted(p.name for p in written) == ["index.html", "series.csv", "series.md", "series.svg"]
     markdown = (folder / "series.md").read_text()
-    assert "| A | lower bound > 0.5 | refuted 0.2 [0.1, 0.3] | inconclusive 0.5 [0.4, 0.6] | supported 0.8 [0.7, 0.9] " \
-           "| stage10 | stage10 |" in markdown  # fmt: skip
-    assert "| B | lower bound > 0.5 | supported 0.9 [0.8, 1] | error | supported 0.95 [0.85, 1.05] | stage1 | stage10 |" \
-        in markdown  # fmt: skip
+    a_cells = "refuted 0.2 [0.1, 0.3] | inconclusive 0.5 [0.4, 0.6] | supported 0.8 [0.7, 0.9] | stage10 | stage10"
+    b_cells = "supported 0.9 [0.8, 1] | error | supported 0.95 [0.85, 1.05] | stage1 | stage10"
+    assert f"| A | lower bound > 0.5 | {a_cells} |" in markdown and f"| B | lower bound > 0.5 | {b_cells} |" in markdown
     csv = pd.read_csv(folder / "series.csv")
     assert len(csv) == 6 and list(csv["checkpoint"][:2]) == ["stage1", "stage1"]
     assert list(csv[csv["claim"] == "A"]["estimate"]) == [0.2, 0.5, 0.8]
@@ -80,6 +79,17 @@ def test_the_report_gives_a_cell_per_claim_and_checkpoint_and_when_each_is_first
     svg = (folder / "series.svg").read_text()
     assert svg.count('<g class="series"') == 2 and svg.count('<g class="mark"') == 6 and svg in page
     assert svg.count("<circle") == 5 and svg.count('fill="none" stroke="#7d3c98"') == 1  # B at stage2: no interval
+
+
+def test_claims_only_collected_for_the_family_sizes_are_listed_apart(tmp_path):
+    not_run = row("B", "skipped", None, message=f"Skipped: {ONLY_REASON} (claims/a.py)")
+    folder = saved_series(tmp_path, {"s1": [row("A", "refuted", 0.2), not_run], "s2": [row("A", "supported", 0.8),
+                                                                                         not_run]})  # fmt: skip
+    write_series_report(folder)
+    markdown = (folder / "series.md").read_text()
+    assert "| B |" not in markdown and "not run (outside --only): B." in markdown
+    assert (folder / "series.svg").read_text().count('<g class="series"') == 1
+    assert list(read_series(folder).index) == ["A", "B"]  # the DataFrame keeps every row
 
 
 def test_first_supported_and_supported_from():
@@ -265,6 +275,18 @@ def test_the_suite_runs_once_per_checkpoint_with_xdist(tiny_project):
     assert [r[COMPARED.index("family_size")] for r in _rows(out, "s2")] == [2, 1, 2]  # A1, A2, B1: one run's sizes
     with pytest.raises(ClaimError, match="a series is saved"):
         run_series([tiny_project / "ckpt"], out=out, root=tiny_project)
+
+
+@pytest.mark.slow
+def test_only_some_files_run_at_the_whole_suites_family_sizes(tiny_project):
+    out = run_series([tiny_project / "ckpt" / "s10.pt"], out=tiny_project / "only", root=tiny_project, workers=0,
+                     only=["claims/test_a.py::test_rate_low", "claims/test_b.py"])  # a test by node id, a file
+    rows = {r.id: r for r in load_run(out / "runs" / "s10").claims}
+    assert [rows[i].verdict for i in ("A1-rate", "A2-rate-low", "B1-misses")] == ["skipped", "supported", "supported"]
+    assert rows["B1-misses"].family_size == 2 and rows["B1-misses"].confidence == pytest.approx(0.975)  # A1 counted
+    assert "not run (outside --only): A1-rate" in (out / "series.md").read_text()
+    with pytest.raises(ClaimError, match="--only claims/test_c.py: no such claim file"):
+        run_series([tiny_project / "ckpt"], out=tiny_project / "other", root=tiny_project, only=["claims/test_c.py"])
 
 
 @pytest.mark.slow

@@ -36,8 +36,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.claims.report import relative_to_project
 from harness.claims.runs import SERIES_FILE, load_run
-from harness.claims.series_checkpoints import check_finished, find_checkpoints, pytest_command, shown_path
+from harness.claims.series_checkpoints import (
+    check_finished, find_checkpoints, only_arguments, pytest_command, shown_path,
+)
 from harness.claims.series_report import write_series_report
 from harness.errors import ClaimError
 
@@ -48,18 +51,18 @@ SET_BY_SERIES = ("--policy", "--sae", "--claims-run", "--claims-report-dir", "--
 BACKENDS = ("xdist", "ray")
 
 
-def _run_with_xdist(checkpoints, *, claims, pytest_args, workers, saes, runs_dir, root, logs) -> Iterator[dict]:
+def _run_with_xdist(checkpoints, *, claims, pytest_args, only, workers, saes, runs_dir, root, logs) -> Iterator[dict]:
     """Each checkpoint's run in turn, ``workers`` xdist workers each; yields ``{"exit_status", "seconds"}``."""
     for i, checkpoint in enumerate(checkpoints, start=1):
-        command = pytest_command(checkpoint, claims=claims, pytest_args=pytest_args, report_dir=runs_dir,
-                                 run=checkpoint.label, saes=saes)  # fmt: skip
+        command = pytest_command(checkpoint, claims=claims, pytest_args=[*pytest_args, *only_arguments(only)],
+                                 report_dir=runs_dir, run=checkpoint.label, saes=saes)  # fmt: skip
         command += [] if str(workers) == "0" else ["-n", str(workers)]
         started = time.perf_counter()
         finished = subprocess.run(command, cwd=root, capture_output=True, text=True)
         seconds = time.perf_counter() - started
-        (logs / f"{checkpoint.label}.txt").write_text(finished.stdout + finished.stderr, encoding="utf-8")
-        check_finished(checkpoint.label, finished.returncode, runs_dir / checkpoint.label / "claims.json",
-                       finished.stdout + finished.stderr)  # fmt: skip
+        output = relative_to_project(finished.stdout + finished.stderr, root)
+        (logs / f"{checkpoint.label}.txt").write_text(output, encoding="utf-8")
+        check_finished(checkpoint.label, finished.returncode, runs_dir / checkpoint.label / "claims.json", output)
         print(f"[{i}/{len(checkpoints)}] {checkpoint.label}: pytest exit {finished.returncode} in {seconds:.0f} s",
               flush=True)  # fmt: skip
         yield {"exit_status": finished.returncode, "seconds": round(seconds, 1)}
@@ -68,11 +71,15 @@ def _run_with_xdist(checkpoints, *, claims, pytest_args, workers, saes, runs_dir
 def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike, claims: Sequence[str] = ("claims",),
                pytest_args: Sequence[str] = (), workers: int | str = "auto", backend: str = "xdist",
                saes: Mapping[str, str | os.PathLike] | None = None, name: str | None = None,
-               root: str | os.PathLike = ".", overwrite: bool = False, ray_address: str | None = None) -> Path:  # fmt: skip
+               only: Sequence[str] = (), root: str | os.PathLike = ".", overwrite: bool = False,
+               ray_address: str | None = None) -> Path:  # fmt: skip
     """Run the claim suite once per checkpoint and write the series report into ``out``; returns ``out``.
 
     ``backend="xdist"`` runs the checkpoints one after another, each with ``workers`` pytest-xdist workers
     (``0``: none); ``"ray"`` runs one Ray task per checkpoint x claim file (:mod:`harness.claims.series_ray`).
+    ``only`` names claim files (relative to ``root``) or tests (node ids) to run out of those collected: the
+    others' claims are collected, so every family keeps the suite's size and each claim the confidence it has in
+    a whole run, but skipped (:mod:`harness.claims.series_only`); the report lists them apart.
     ``root`` is where pytest runs (the project whose ``claims`` and ini are used).  With xdist, ``series.json``
     and the report are rewritten after each checkpoint, so a series stopped part-way keeps what it finished
     (``finished`` stays null until the last checkpoint).
@@ -96,11 +103,14 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     missing = [f"{site}={path}" for site, path in saes.items() if not path.is_file()]
     if missing:
         raise ClaimError(f"SAE checkpoint {missing[0]} does not exist")
+    absent = [file for file in only if not (root / file.split("::")[0]).is_file()]
+    if absent:
+        raise ClaimError(f"--only {absent[0]}: no such claim file under {root}")
     runs_dir, logs = out / "runs", out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    options = {"claims": list(claims), "pytest_args": list(pytest_args), "saes": saes, "runs_dir": runs_dir,
-               "root": root}  # fmt: skip
+    options = {"claims": list(claims), "pytest_args": list(pytest_args), "only": list(only), "saes": saes,
+               "runs_dir": runs_dir, "root": root}  # fmt: skip
     if backend == "ray":
         from harness.claims.series_ray import run_with_ray
 
@@ -111,7 +121,8 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
 
     meta = {
         "series": name or out.name, "backend": backend if backend == "ray" else f"xdist (-n {workers})",
-        "claims": list(claims), "pytest_args": list(pytest_args), "started": started, "finished": None,
+        "claims": list(claims), "only": list(only), "pytest_args": list(pytest_args), "started": started,
+        "finished": None,
         "checkpoints": [],
     }  # fmt: skip
     for checkpoint, result in zip(checkpoints, results):
@@ -155,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--policies", nargs="+", required=True, help="policy files and folders of them, in order")
     run.add_argument("--out", help="series folder (default reports/series-<name of the first --policies>)")
     run.add_argument("--claims", nargs="+", default=["claims"], help="claim files or folders (default: claims)")
+    run.add_argument("--only", nargs="+", default=[], metavar="FILE",
+                     help="run only these claim files' (or tests') claims; the rest are collected for the family sizes")
     run.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers per checkpoint (0: none)")
     run.add_argument("--sae", action="append", default=[], metavar="SITE=PATH", help="one SAE for every checkpoint")
     run.add_argument("--backend", choices=BACKENDS, default="xdist", help="xdist (default) or ray")
@@ -177,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             print("\n".join(map(str, write_series_report(args.folder))))
             return 0
-        folder = run_series(args.policies, out=args.out or _default_out(args.policies[0]), claims=args.claims, pytest_args=pytest_args, workers=args.workers,
-                            backend=args.backend, saes=_sae_entries(args.sae), name=args.name,
+        folder = run_series(args.policies, out=args.out or _default_out(args.policies[0]), claims=args.claims,
+                            pytest_args=pytest_args, workers=args.workers,
+                            backend=args.backend, saes=_sae_entries(args.sae), name=args.name, only=args.only,
                             overwrite=args.overwrite, ray_address=args.ray_address)  # fmt: skip
         print(f"series report written to {folder}")
         return 0

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from harness.errors import ClaimError
 
-__all__ = ["Checkpoint", "check_finished", "find_checkpoints", "pytest_command", "shown_path"]
+__all__ = ["ONLY_REASON", "Checkpoint", "check_finished", "find_checkpoints", "only_arguments", "pytest_command",
+           "shown_path"]
+
+ONLY_REASON = "collected for the family sizes, not run: this run runs only the claims of"
+"""The start of the skip reason of a claim outside the files a run runs (:mod:`harness.claims.series_only`); a
+series report lists such claims apart instead of as skipped cells."""
 
 SAE_MARK = ".sae-"
 
@@ -74,6 +79,13 @@ def pytest_command(checkpoint: Checkpoint, *, claims: Sequence[str], pytest_args
         f"--claims-report-dir={report_dir.resolve()}", f"--claims-run={run}", "--claims-overwrite",
         "-p", "no:cacheprovider",
     ]  # fmt: skip
+
+
+def only_arguments(files: Sequence[str]) -> list[str]:
+    """pytest arguments that collect the whole suite but run only ``files``' claims (none: run everything)."""
+    if not files:
+        return []
+    return ["-p", "harness.claims.series_only", *(f"--claims-only-file={file}" for file in files)]
 
 
 def check_finished(label: str, exit_status: int, claims_json: Path, output: str) -> None:

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.claims.records import ClaimRecord, adjust_p_values
-from harness.claims.report import write_report
+from harness.claims.report import relative_to_project, write_report
 from harness.claims.runs import RunReport, load_run
-from harness.claims.series_checkpoints import Checkpoint, check_finished, pytest_command, shown_path
+from harness.claims.series_checkpoints import (
+    Checkpoint, check_finished, only_arguments, pytest_command, shown_path,
+)
 from harness.errors import ClaimError
 
 __all__ = ["claim_files", "merge_file_runs", "run_with_ray"]
@@ -60,8 +62,8 @@ def _run_one_file(root: str, claims: list[str], only: str, run: str, report_dir:
             paths[key].write_bytes(data)
         saes = {key.split(":", 1)[1]: path for key, path in paths.items() if key.startswith("sae:")}
         checkpoint = Checkpoint(label=run, policy=paths["policy"], saes=saes)
-        command = pytest_command(checkpoint, claims=claims, report_dir=Path(report_dir), run=run, pytest_args=[
-            *pytest_args, "-p", "harness.claims.series_only", f"--claims-only-file={only}"])  # fmt: skip
+        command = pytest_command(checkpoint, claims=claims, report_dir=Path(report_dir), run=run,
+                                 pytest_args=[*pytest_args, *only_arguments([only])])  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # one core per task
         started = time.perf_counter()
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env)
@@ -74,20 +76,23 @@ def _run_one_file(root: str, claims: list[str], only: str, run: str, report_dir:
 
 
 def _same_file(a: str, b: str) -> bool:
-    """Two paths of one file, relative to different folders (the project, pytest's rootdir)."""
+    """Two paths of one file (or node ids of one test), relative to different folders (project, pytest's rootdir)."""
     return a == b or a.endswith("/" + b) or b.endswith("/" + a)
 
 
 def merge_file_runs(label: str, parts: Sequence[tuple[str, RunReport]]) -> RunReport:
-    """One checkpoint's run from its per-file runs (``(file, run)``): each claim's row from its own file's run,
-    Holm's p-values filled across them, metadata from the first part (times spanning all, warnings of all)."""
+    """One checkpoint's run from its per-file runs (``(file, run)``): each claim's row from its own file's run (a
+    claim of a file no task ran keeps its skipped row), Holm's p-values filled across them, metadata from the
+    first part (times spanning all, warnings of all)."""
     rows: dict[str, ClaimRecord] = {}
     for file, report in parts:
         for row in report.claims:
-            if _same_file(file, row.test.split("::")[0]):
+            if _same_file(file, row.test if "::" in file else row.test.split("::")[0]):
                 if row.id in rows:
                     raise ClaimError(f"claim {row.id!r} has a row in two tasks of checkpoint {label}")
                 rows[row.id] = row
+    for row in parts[0][1].claims:  # claims of files no task ran (outside --only): their skipped rows
+        rows.setdefault(row.id, row)
     runs = [report.run for _, report in parts]
     statuses = [r.get("exit_status") for r in runs if r.get("exit_status") is not None]
     run = {
@@ -105,16 +110,18 @@ def _models(checkpoint, saes: Mapping[str, Path]) -> dict[str, bytes]:
 
 
 def run_with_ray(checkpoints, *, claims: Sequence[str], pytest_args: Sequence[str], saes: Mapping[str, Path],
-                 runs_dir: Path, root: Path, logs: Path, address: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """Run every checkpoint x claim file as a Ray task, merge each checkpoint's tasks into ``runs_dir/<label>/``;
-    returns per checkpoint ``{"exit_status", "seconds"}`` (seconds summed over its tasks)."""
+                 runs_dir: Path, root: Path, logs: Path, only: Sequence[str] = (),
+                 address: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Run every checkpoint x claim file (those of ``only`` when given) as a Ray task, merge each checkpoint's tasks
+    into ``runs_dir/<label>/``; returns per checkpoint ``{"exit_status", "seconds"}`` (seconds summed over its
+    tasks).  Claims of files outside ``only`` keep their skipped rows, as in an xdist run with ``only``."""
     try:
         import ray
     except ImportError as exc:
         raise ClaimError("the Ray backend needs ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from exc
     if not ray.is_initialized():
         ray.init(address=address)
-    files = claim_files(claims, root)
+    files = list(only) or claim_files(claims, root)
     task = ray.remote(num_cpus=1)(_run_one_file)
     scratch = runs_dir.parent / ".ray"  # per-task runs; also the shared selection cache on one machine
     futures = {
@@ -128,7 +135,8 @@ def run_with_ray(checkpoints, *, claims: Sequence[str], pytest_args: Sequence[st
         parts = []
         for file in files:
             result = results[c.label, file]
-            (logs / f"{c.label}--{Path(file).stem}.txt").write_text(result["output"], encoding="utf-8")
+            output = relative_to_project(result["output"], root)
+            (logs / f"{c.label}--{Path(file).stem}.txt").write_text(output, encoding="utf-8")
             report_path = scratch / f"{c.label}--{Path(file).stem}" / "claims.json"
             if result["claims_json"] is not None:  # a remote node wrote its own copy: keep one here
                 report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ from harness.claims.charts import series_svg
 from harness.claims.records import ClaimRecord
 from harness.claims.report import STYLE, markdown_text
 from harness.claims.runs import RunReport, load_series
+from harness.claims.series_checkpoints import ONLY_REASON
 
 __all__ = [
-    "claim_rows", "first_supported", "render_series_csv", "render_series_html", "render_series_markdown",
+    "claim_rows", "first_supported", "not_run", "render_series_csv", "render_series_html", "render_series_markdown",
     "write_series_report",
 ]
 
@@ -31,9 +32,18 @@ Runs = Sequence[tuple[str, RunReport]]
 
 
 def claim_rows(runs: Runs) -> list[tuple[str, list[ClaimRecord]]]:
-    """``(claim id, its row at each checkpoint)`` in claim-id order (the runs hold the same claims)."""
+    """``(claim id, its row at each checkpoint)`` in claim-id order (the runs hold the same claims), without the
+    claims only collected for the family sizes (:func:`not_run`)."""
     by_label = [{r.id: r for r in report.claims} for _, report in runs]
-    return [(claim_id, [rows[claim_id] for rows in by_label]) for claim_id in sorted(by_label[0])]
+    left_out = set(not_run(runs))
+    return [(i, [rows[i] for rows in by_label]) for i in sorted(by_label[0]) if i not in left_out]
+
+
+def not_run(runs: Runs) -> list[str]:
+    """The claims skipped at every checkpoint because the series ran only other files (``--only``)."""
+    skipped = [{r.id for r in report.claims if r.verdict == "skipped" and ONLY_REASON in r.message}
+               for _, report in runs]  # fmt: skip
+    return sorted(set.intersection(*skipped)) if skipped else []
 
 
 def first_supported(labels: Sequence[str], rows: Sequence[ClaimRecord]) -> tuple[str | None, str | None]:
@@ -66,7 +76,7 @@ def _checkpoint_lines(meta: Mapping[str, Any]) -> list[tuple[str, ...]]:
 
 
 CHECKPOINT_COLUMNS = ("checkpoint", "policy", "sha256", "SAEs used", "seconds", "pytest exit")
-SERIES_KEYS = ("series", "backend", "claims", "pytest_args", "started", "finished", "note")
+SERIES_KEYS = ("series", "backend", "claims", "only", "pytest_args", "started", "finished")
 
 
 def render_series_markdown(meta: Mapping[str, Any], runs: Runs) -> str:
@@ -89,6 +99,8 @@ def render_series_markdown(meta: Mapping[str, Any], runs: Runs) -> str:
         cells = [m(claim_id), m(rows[-1].needed), *(m(_cell(r)) for r in rows), m(first or "never"),
                  m(stays or "–")]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
+    if not_run(runs):
+        out += ["", f"Collected for the family sizes but not run (outside --only): {m(', '.join(not_run(runs)))}."]
     out += ["", "## Checkpoints", "", "| " + " | ".join(CHECKPOINT_COLUMNS) + " |", "|" + "---|" * 6]
     out += ["| " + " | ".join(m(x) for x in line) + " |" for line in _checkpoint_lines(meta)]
     return "\n".join(out) + "\n"
@@ -134,7 +146,11 @@ def render_series_html(meta: Mapping[str, Any], runs: Runs) -> str:
         cells = "".join(f'<td class="cell {e(r.verdict)}">{e(_cell(r))}</td>' for r in rows)
         out.append(f"<tr><td>{e(claim_id)}</td><td>{e(rows[-1].needed)}</td>{cells}<td>{e(first or 'never')}</td>"
                    f"<td>{e(stays or '–')}</td></tr>")  # fmt: skip
-    out += ["</table><h2>Checkpoints</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in CHECKPOINT_COLUMNS)]
+    out.append("</table>")
+    if not_run(runs):
+        out.append(f"<p>Collected for the family sizes but not run (outside --only): {e(', '.join(not_run(runs)))}."
+                   "</p>")
+    out += ["<h2>Checkpoints</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in CHECKPOINT_COLUMNS)]
     out += ["<tr>" + "".join(f"<td>{e(x)}</td>" for x in line) + "</tr>" for line in _checkpoint_lines(meta)]
     out.append("</table><h2>Series</h2><table>")
     for key in SERIES_KEYS:
