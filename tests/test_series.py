@@ -75,7 +75,7 @@ def test_the_report_gives_a_cell_per_claim_and_checkpoint_and_when_each_is_first
     assert len(csv) == 6 and list(csv["checkpoint"][:2]) == ["stage1", "stage1"]
     assert list(csv[csv["claim"] == "A"]["estimate"]) == [0.2, 0.5, 0.8]
     page = (folder / "index.html").read_text()
-    assert page.count('<td class="cell supported">') == 3 and 'href="runs/stage2/index.html"' in page
+    assert page.count('<td class="cell supported"') == 3 and 'href="runs/stage2/index.html"' in page
     svg = (folder / "series.svg").read_text()
     assert svg.count('<g class="series"') == 2 and svg.count('<g class="mark"') == 6 and svg in page
     assert svg.count("<circle") == 5 and svg.count('fill="none" stroke="#7d3c98"') == 1  # B at stage2: no interval

@@ -172,13 +172,14 @@ def histogram_svg(record: ClaimRecord, *, width: int = 420, height: int = 150) -
 
 SERIES_STEP, SERIES_HEIGHT, SERIES_AXIS, SERIES_HEADER = 64, 118, 18, 50  # pixels: per checkpoint, per claim panel,
 # for the checkpoint labels under a panel, for the legend
+SERIES_LABEL = 290  # room for a claim id left of its panel
 
 
 def _series_panel(labels: Sequence[str], rows: Sequence[ClaimRecord], top: float) -> list[str]:
     """One claim over the checkpoints: interval bars and estimate dots on the claim's own vertical scale."""
     e = html.escape
     first = rows[0]
-    left, bottom = LABEL_WIDTH, top + SERIES_HEIGHT - SERIES_AXIS - 6
+    left, bottom = SERIES_LABEL, top + SERIES_HEIGHT - SERIES_AXIS - 6
     values = [v for r in rows for v in (r.ci_low, r.ci_high, r.estimate) if v is not None]
     values += _thresholds(first) or [0.0]
     lo, hi = min(values), max(values)
@@ -191,7 +192,7 @@ def _series_panel(labels: Sequence[str], rows: Sequence[ClaimRecord], top: float
     right = left + SERIES_STEP * len(labels)
     parts = [
         f'<g class="series" data-claim="{e(first.id)}">',
-        f'<text x="{left - 8}" y="{top + 48}" text-anchor="end" font-size="12" font-weight="bold">{e(first.id)}</text>',
+        f'<text x="{left - 8}" y="{top + 48}" text-anchor="end" font-size="11" font-weight="bold">{e(first.id)}</text>',
         f'<text x="{left - 8}" y="{top + 63}" text-anchor="end" font-size="10" fill="#555">needed: '
         f"{e(first.needed)}</text>",
         f'<text x="{left - 4}" y="{top + 14}" text-anchor="end" font-size="9" fill="#777">{e(fmt(hi))}</text>',
@@ -242,7 +243,7 @@ def series_svg(labels: Sequence[str], claims: Sequence[Sequence[ClaimRecord]]) -
     data-claim=ID>`` per claim, one ``<g class="mark" data-checkpoint=LABEL>`` per checkpoint inside it."""
     if not claims:
         return ""
-    width = max(LABEL_WIDTH + SERIES_STEP * len(labels) + 20, 600)
+    width = max(SERIES_LABEL + SERIES_STEP * len(labels) + 20, 600)
     height = SERIES_HEADER + SERIES_HEIGHT * len(claims)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="series" width="{width}" height="{height}" '

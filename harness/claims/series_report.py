@@ -143,7 +143,7 @@ def render_series_html(meta: Mapping[str, Any], runs: Runs) -> str:
     ]
     for claim_id, rows in table:
         first, stays = first_supported(labels, rows)
-        cells = "".join(f'<td class="cell {e(r.verdict)}">{e(_cell(r))}</td>' for r in rows)
+        cells = "".join(f'<td class="cell {e(r.verdict)}" title="{e(r.message)}">{e(_cell(r))}</td>' for r in rows)
         out.append(f"<tr><td>{e(claim_id)}</td><td>{e(rows[-1].needed)}</td>{cells}<td>{e(first or 'never')}</td>"
                    f"<td>{e(stays or '–')}</td></tr>")  # fmt: skip
     out.append("</table>")
