@@ -291,7 +291,7 @@ def test_claims_resolve_roles_and_skip_where_they_do_not_apply(pytester, checkpo
     assert rows["A-any"]["sites"] == ["stack3.res2:selected", "stack2.res2", "stack3.res2.sae.latents", "policy"]
     assert rows["A-custom"]["verdict"] == "skipped"
     assert rows["A-custom"]["message"] == "applies to custom_cnn; the policy under test is impala"
-    assert rows["A-sae"]["verdict"] == "skipped"
+    assert rows["A-sae"]["verdict"] == "skipped" and rows["A-sae"]["sites"] == ["stack3.res2:selected"]
     assert rows["A-sae"]["message"].startswith("needs an SAE on last_conv (stack3.res2 in this impala policy), and "
                                                "none is loaded for this policy: pass --sae stack3.res2=PATH")
     assert rows["A-typo"]["verdict"] == "error" and "did you mean 'last_conv'" in rows["A-typo"]["message"]

@@ -144,16 +144,18 @@ def _resolved(name: str, policy: nn.Module) -> str:
 
 
 def applied(spec: ClaimSpec, policy: nn.Module, *, sae_sites: Collection[str]) -> tuple[ClaimSpec, str | None]:
-    """``spec`` with its sites named as they resolve in ``policy``, and why it does not apply to ``policy`` (its
-    architecture is not one the claim declares, or an SAE it needs is not among ``sae_sites``), or None.  A role
-    that does not resolve in ``policy`` raises :class:`~harness.errors.UnknownSiteError`."""
+    """``spec`` with its sites named as they resolve in ``policy`` (as declared when the claim is about other
+    architectures), and why it does not apply to ``policy`` (its architecture is not one the claim declares, or an
+    SAE it needs is not among ``sae_sites``), or None.  A role that does not resolve in ``policy`` raises
+    :class:`~harness.errors.UnknownSiteError`."""
     architecture = architecture_of(policy)
     if spec.architectures is not None and architecture not in spec.architectures:
         return spec, f"applies to {', '.join(spec.architectures)}; the policy under test is {architecture}"
+    resolved = replace(spec, sites=tuple(_resolved(name, policy) for name in spec.sites))
     for need in spec.saes:
         site = role_site(policy, need) if is_role(need) else need
         if site not in sae_sites:
             named = f"{need} ({site} in this {architecture} policy)" if site != need else site
-            return spec, (f"needs an SAE on {named}, and none is loaded for this policy: pass --sae {site}=PATH (the "
-                          "ini's heist_saes go with its heist_policy only)")
-    return replace(spec, sites=tuple(_resolved(name, policy) for name in spec.sites)), None
+            return resolved, (f"needs an SAE on {named}, and none is loaded for this policy: pass --sae {site}=PATH "
+                              "(the ini's heist_saes go with its heist_policy only)")
+    return resolved, None
