@@ -120,8 +120,8 @@ def _stubbed(templates: dict[nn.Module, Tensor], fill: torch.Generator | None = 
 def _stub(template: Tensor, fill: torch.Generator | None):
     def forward(first: Tensor, *_args, **_kwargs) -> Tensor:
         shape = (len(first), *template.shape[1:])
-        if fill is None:
-            return template.new_zeros(shape)
+        if fill is None:  # one zero broadcast to the shape: nothing to allocate, whatever the batch
+            return template.new_zeros((1,) * len(shape)).expand(shape)
         return torch.randn(shape, generator=fill, dtype=template.dtype).to(template.device)
 
     return forward
