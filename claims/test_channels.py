@@ -37,7 +37,6 @@ from harness.lenses.measures import (channel_ablation_drop, channel_activation, 
 from harness.stats import Estimate, paired_bootstrap, permutation_test_against_null
 
 SITE = "last_conv"
-CHANNELS = 32
 """conv4a's width, as the planted calibration models (tests/calibration.py) have it; the claims read the width of
 the policy under test from its activations (:func:`channel_count`)."""
 SELECTION_LEVELS = 256

@@ -125,8 +125,8 @@ def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n:
                 "CH3 bound 0": _verdict("CH3 bound 0", top, n, channels=group),
                 "McNemar": _verdict("McNemar", fewer_up, n)}
     if random_group_seed is not None:
-        random_group = [int(c) for c in random_channel_sets(channels.CHANNELS, channels.GROUP_SIZE, 1,
-                                                            seed=random_group_seed)[0]]
+        count = channels.channel_count(model, frames)
+        random_group = [int(c) for c in random_channel_sets(count, channels.GROUP_SIZE, 1, seed=random_group_seed)[0]]
         verdicts[RANDOM_GROUP] = _verdict("CH3 bound 0", against_random_sets(random_group), n, channels=random_group)
     return verdicts, ranked
 

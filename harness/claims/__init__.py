@@ -1,8 +1,10 @@
 """Claims as pytest tests: the declaration and its verdict, the run that collects rows across workers, the
 pytest plugin (options and fixtures), the reports, and saved runs read back as DataFrames.
 
-Modules, from the bottom up: ``records`` (a claim's report row; ``png`` encodes its pictures), ``claim`` (the
-declaration, select-then-confirm and the verdict), ``runs`` (a run's rows and metadata: loading, comparing,
+Modules, from the bottom up: ``records`` (a claim's report row; ``png``, ``charts`` and ``figures`` draw its pictures),
+``declaration`` (a claim's declaration and whether it applies to the policy under test), ``claim``
+(select-then-confirm and the verdict), ``counterexamples`` (the "for every level" claim form), ``provenance``
+(commit, versions, source hashes), ``runs`` (a run's rows and metadata: loading, comparing,
 ``read_run`` and ``runs_table``), ``report`` (writers: terminal, Markdown, CSV, JSON, HTML), ``options`` and
 ``session`` (the run inside a pytest session), ``plugin`` (the pytest entry point and fixtures), and
 ``calibration`` (deciding a claim's results on planted models and summarising false-positive rate and power).
