@@ -60,6 +60,16 @@ def test_an_impala_agent_trains_with_a_teacher_and_continues_from_its_weights(tm
     assert "teacher_kl" not in continued_log["iterations"][0]
 
 
+def test_collections_that_overshoot_their_frame_count_in_every_iteration_fit_the_data_set(tmp_path):
+    """Each collection records whole steps of all engines (16 for 10 asked, 16 for 9): 16 + 4 x 16 frames, more
+    than the asked 10 + 4 x 9 plus two steps of slack."""
+    out = tmp_path / "agent.pt"
+    main(["--out", str(out), "--iterations", "4", "--expert-frames", "10", "--frames-per-iteration", "9",
+          "--steps-per-iteration", "1", "--batch-size", "4", "--engines", "8"])
+    log = json.loads(out.with_suffix(".train.json").read_text())
+    assert [it["dataset_frames"] for it in log["iterations"]] == [16, 32, 48, 64, 80]
+
+
 def test_an_init_of_another_architecture_is_a_usage_error_naming_both(capsys):
     with pytest.raises(SystemExit):
         main(["--out", "unused.pt", "--architecture", "impala", "--init", SHIPPED_POLICY])

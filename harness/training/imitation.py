@@ -292,6 +292,12 @@ def train_steps(model: torch.nn.Module, aux: AuxiliaryHeads, opt: torch.optim.Op
     return fit | ({"teacher_kl": float(np.mean(kls[-200:]))} if kls else {})
 
 
+def _recorded(frames: int, cfg: ImitationConfig) -> int:
+    """Frames :func:`collect` records when asked for ``frames``: whole steps of every engine, so up to
+    ``engines - 1`` more in each iteration (a fixed slack of two steps ran out in a stage of 8 iterations)."""
+    return -(-frames // cfg.engines) * cfg.engines
+
+
 def log_path(out: Path) -> Path:
     """Where the training log of the weights at ``out`` is written (beside them)."""
     return out.with_suffix(".train.json")
@@ -301,7 +307,7 @@ def train(cfg: ImitationConfig, out: Path) -> dict:
     """Run the whole schedule, saving ``out`` (state_dict) after every iteration; returns the training log."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    capacity = cfg.expert_frames + cfg.iterations * cfg.frames_per_iteration + 2 * cfg.engines
+    capacity = _recorded(cfg.expert_frames, cfg) + cfg.iterations * _recorded(cfg.frames_per_iteration, cfg)
     model = start_network(cfg.architecture, cfg.init)
     data = _Dataset(capacity, Teacher(cfg.teacher, bf16=cfg.bf16) if cfg.teacher else None)
     aux = AuxiliaryHeads(model)
