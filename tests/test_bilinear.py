@@ -114,6 +114,13 @@ def test_keep_top_eigen_refuses_bad_data_and_models_without_the_layer(model, fra
         run(CustomCNN(), frames, interventions=[form.keep_top(3)])
 
 
+def test_keep_top_eigen_hook_refuses_to_act_without_the_layers_input(model):
+    hook = interaction(model, logits=logit_difference(Action.UP)).keep_top(3).bind(4)
+    assert hook.input_site == "fc1.input"
+    with pytest.raises(InterventionError, match="found no input at 'fc1.input' in this forward pass"):
+        hook(torch.zeros(4, 512), slice(0, 4))
+
+
 @pytest.mark.parametrize("kwargs, error, needle", [
     ({"logits": torch.ones(15), "direction": torch.ones(512)}, InterventionError, "exactly one of"),
     ({}, InterventionError, "exactly one of"),

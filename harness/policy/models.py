@@ -1,5 +1,9 @@
 """Policy architectures, explicit preprocessing and checkpoint loading.
 
+Architectures (:data:`ARCHITECTURES`): ``custom_cnn`` (:class:`CustomCNN`), ``impala`` (:class:`ImpalaCNN`) and
+``bilinear_cnn`` (:class:`~harness.policy.bilinear_model.BilinearCNN`, CustomCNN's conv stack from
+:mod:`harness.policy.conv_stack` with bilinear layers after it).
+
 How models take input
 ---------------------
 Models never see raw frames.  ``forward`` takes **preprocessed float32 NCHW in [0, 1]**, produced by
@@ -8,7 +12,7 @@ Models never see raw frames.  ``forward`` takes **preprocessed float32 NCHW in [
 
     logits, value = model(preprocess(frames))
 
-:func:`preprocess` returns a tensor in channels_last memory format (a free permute of NHWC frames), and both
+:func:`preprocess` returns a tensor in channels_last memory format (a free permute of NHWC frames), and all
 models keep their conv weights channels_last, which is the fast layout for these convolutions on CPU.
 
 Each model declares its named activation sites in ``SITES`` (site name -> submodule path); see
