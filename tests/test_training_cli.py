@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness.training import evaluate, imitation, ppo, sae
+from harness.training import distill, evaluate, imitation, ppo, sae
 
 POLICY = "fixtures/agents/customcnn_bc/policy.pt"
 
@@ -21,6 +21,8 @@ def usage_error(main, argv, capsys) -> str:
     (imitation.main, ["--out", "{tmp}"], "--out .* is a folder"),
     (imitation.main, ["--out", "{tmp}/absent/p.pt"], "not an existing folder; create it first"),
     (ppo.main, ["--out", "{tmp}"], "--out .* is a folder"),
+    (distill.main, ["--out", "{tmp}"], "--out .* is a folder"),
+    (distill.main, ["--out", "{tmp}/absent/p.pt"], "not an existing folder; create it first"),
     (ppo.main, ["--out", "{tmp}/p.pt", "--threads", "0"], "--threads must be at least 1, got 0"),
     (evaluate.main, ["--policy", POLICY, "--json", "{tmp}"], "--json .* is a folder"),
     (evaluate.main, ["--policy", POLICY, "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
