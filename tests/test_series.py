@@ -79,17 +79,21 @@ def test_the_report_gives_a_cell_per_claim_and_checkpoint_and_when_each_is_first
     svg = (folder / "series.svg").read_text()
     assert svg.count('<g class="series"') == 2 and svg.count('<g class="mark"') == 6 and svg in page
     assert svg.count("<circle") == 5 and svg.count('fill="none" stroke="#7d3c98"') == 1  # B at stage2: no interval
+    assert svg.count('stroke="#aaa"') == 2 + 0  # A's estimates joined twice, B's broken on both sides of stage2
 
 
 def test_claims_only_collected_for_the_family_sizes_are_listed_apart(tmp_path):
     not_run = row("B", "skipped", None, message=f"Skipped: {ONLY_REASON} (claims/a.py)")
-    folder = saved_series(tmp_path, {"s1": [row("A", "refuted", 0.2), not_run], "s2": [row("A", "supported", 0.8),
-                                                                                         not_run]})  # fmt: skip
+    other = row("C", "skipped", None, message="applies to bilinear_cnn; the policy under test is custom_cnn")
+    once = row("D", "skipped", None, message="no SAE")
+    folder = saved_series(tmp_path, {"s1": [row("A", "refuted", 0.2), not_run, other, once],
+                                     "s2": [row("A", "supported", 0.8), not_run, other, row("D", "refuted", 0.1)]})
     write_series_report(folder)
     markdown = (folder / "series.md").read_text()
-    assert "| B |" not in markdown and "not run (outside --only): B." in markdown
-    assert (folder / "series.svg").read_text().count('<g class="series"') == 1
-    assert list(read_series(folder).index) == ["A", "B"]  # the DataFrame keeps every row
+    assert "| B |" not in markdown and "not run (outside --only): B." in markdown and "| D |" in markdown
+    assert "Skipped at every checkpoint: C (applies to bilinear_cnn; the policy under test is custom_cnn)." in markdown
+    assert (folder / "series.svg").read_text().count('<g class="series"') == 2
+    assert list(read_series(folder).index) == ["A", "B", "C", "D"]  # the DataFrame keeps every row
 
 
 def test_first_supported_and_supported_from():

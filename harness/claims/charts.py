@@ -209,10 +209,11 @@ def _series_panel(labels: Sequence[str], rows: Sequence[ClaimRecord], top: float
     for t in _thresholds(first):
         parts.append(f'<line x1="{left}" y1="{y(t)}" x2="{right}" y2="{y(t)}" stroke="#333" stroke-dasharray="4 3">'
                      f"<title>bound {fmt(t)}</title></line>")  # fmt: skip
-    dots = [(left + SERIES_STEP * (i + 0.5), r.estimate) for i, r in enumerate(rows) if r.estimate is not None]
-    if len(dots) > 1:
-        points = " ".join(f"{round(x, 2)},{y(v)}" for x, v in dots)
-        parts.append(f'<polyline points="{points}" fill="none" stroke="#aaa" stroke-width="1"/>')
+    for i in range(len(rows) - 1):  # estimates joined between neighbouring checkpoints only, broken at a gap
+        a, b = rows[i].estimate, rows[i + 1].estimate
+        if a is not None and b is not None:
+            x1, x2 = round(left + SERIES_STEP * (i + 0.5), 2), round(left + SERIES_STEP * (i + 1.5), 2)
+            parts.append(f'<line x1="{x1}" y1="{y(a)}" x2="{x2}" y2="{y(b)}" stroke="#aaa" stroke-width="1"/>')
     for i, (label, r) in enumerate(zip(labels, rows)):
         x = round(left + SERIES_STEP * (i + 0.5), 2)
         colour = VERDICT_COLOURS.get(r.verdict, "#555")

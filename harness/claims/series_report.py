@@ -24,8 +24,8 @@ from harness.claims.runs import RunReport, load_series
 from harness.claims.series_checkpoints import ONLY_REASON
 
 __all__ = [
-    "claim_rows", "first_supported", "not_run", "render_series_csv", "render_series_html", "render_series_markdown",
-    "write_series_report",
+    "claim_rows", "first_supported", "render_series_csv", "render_series_html", "render_series_markdown",
+    "skipped_everywhere", "write_series_report",
 ]
 
 Runs = Sequence[tuple[str, RunReport]]
@@ -33,17 +33,27 @@ Runs = Sequence[tuple[str, RunReport]]
 
 def claim_rows(runs: Runs) -> list[tuple[str, list[ClaimRecord]]]:
     """``(claim id, its row at each checkpoint)`` in claim-id order (the runs hold the same claims), without the
-    claims only collected for the family sizes (:func:`not_run`)."""
+    claims skipped at every checkpoint (:func:`skipped_everywhere`)."""
     by_label = [{r.id: r for r in report.claims} for _, report in runs]
-    left_out = set(not_run(runs))
+    left_out = set(skipped_everywhere(runs))
     return [(i, [rows[i] for rows in by_label]) for i in sorted(by_label[0]) if i not in left_out]
 
 
-def not_run(runs: Runs) -> list[str]:
-    """The claims skipped at every checkpoint because the series ran only other files (``--only``)."""
-    skipped = [{r.id for r in report.claims if r.verdict == "skipped" and ONLY_REASON in r.message}
-               for _, report in runs]  # fmt: skip
-    return sorted(set.intersection(*skipped)) if skipped else []
+def skipped_everywhere(runs: Runs) -> dict[str, str]:
+    """The claims skipped at every checkpoint, with the last checkpoint's reason: not run because the series ran
+    other files (``--only``), or not applying to any of the policies (a claim about another architecture)."""
+    skipped = [{r.id: r.message for r in report.claims if r.verdict == "skipped"} for _, report in runs]
+    common = set.intersection(*(set(s) for s in skipped)) if skipped else set()
+    return {claim_id: skipped[-1][claim_id] for claim_id in sorted(common)}
+
+
+def _left_out_lines(runs: Runs) -> list[str]:
+    """What the table leaves out, in words: claims outside ``--only``, then those skipped for another reason."""
+    skipped = skipped_everywhere(runs)
+    outside = [i for i, reason in skipped.items() if ONLY_REASON in reason]
+    other = [f"{i} ({reason.removeprefix('Skipped: ')})" for i, reason in skipped.items() if i not in outside]
+    return ([f"Collected for the family sizes but not run (outside --only): {', '.join(outside)}."] * bool(outside)
+            + [f"Skipped at every checkpoint: {'; '.join(other)}."] * bool(other))  # fmt: skip
 
 
 def first_supported(labels: Sequence[str], rows: Sequence[ClaimRecord]) -> tuple[str | None, str | None]:
@@ -99,8 +109,7 @@ def render_series_markdown(meta: Mapping[str, Any], runs: Runs) -> str:
         cells = [m(claim_id), m(rows[-1].needed), *(m(_cell(r)) for r in rows), m(first or "never"),
                  m(stays or "–")]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
-    if not_run(runs):
-        out += ["", f"Collected for the family sizes but not run (outside --only): {m(', '.join(not_run(runs)))}."]
+    out += [line for text in _left_out_lines(runs) for line in ("", m(text))]
     out += ["", "## Checkpoints", "", "| " + " | ".join(CHECKPOINT_COLUMNS) + " |", "|" + "---|" * 6]
     out += ["| " + " | ".join(m(x) for x in line) + " |" for line in _checkpoint_lines(meta)]
     return "\n".join(out) + "\n"
@@ -147,9 +156,7 @@ def render_series_html(meta: Mapping[str, Any], runs: Runs) -> str:
         out.append(f"<tr><td>{e(claim_id)}</td><td>{e(rows[-1].needed)}</td>{cells}<td>{e(first or 'never')}</td>"
                    f"<td>{e(stays or '–')}</td></tr>")  # fmt: skip
     out.append("</table>")
-    if not_run(runs):
-        out.append(f"<p>Collected for the family sizes but not run (outside --only): {e(', '.join(not_run(runs)))}."
-                   "</p>")
+    out += [f"<p>{e(text)}</p>" for text in _left_out_lines(runs)]
     out += ["<h2>Checkpoints</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in CHECKPOINT_COLUMNS)]
     out += ["<tr>" + "".join(f"<td>{e(x)}</td>" for x in line) + "</tr>" for line in _checkpoint_lines(meta)]
     out.append("</table><h2>Series</h2><table>")
