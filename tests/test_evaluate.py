@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.training.evaluate import LOOP_WINDOW, compare, failures, main, oracle_agreement
-from harness.policy.models import load_policy
+from harness.policy.models import ImpalaCNN, load_policy
 from harness.policy.rollouts import Episode, Rollouts, rollout
 from harness.heist.sampling import sample_levels
 
@@ -91,3 +91,19 @@ def test_the_command_refuses_an_unknown_seed_range_by_name(capsys):
     with pytest.raises(SystemExit):
         main(["--policy", "unused.pt", "--range", "validation"])
     assert "invalid choice: 'validation'" in capsys.readouterr().err
+
+
+SHIPPED_IMPALA = SHIPPED_POLICY.parent.parent / "impala_bc" / "policy.pt"
+
+
+def test_an_impala_agent_is_compared_as_itself_beside_a_custom_cnn_one():
+    """The evaluation reads each checkpoint's architecture from its keys: the shipped IMPALA agent's figures are
+    those of its own rollout on the same levels as the CustomCNN agent's."""
+    impala = load_policy(SHIPPED_IMPALA)
+    assert isinstance(impala, ImpalaCNN)
+    levels = sample_levels("selection", 6, seed=2)
+    figures = compare([SHIPPED_IMPALA, SHIPPED_POLICY], seeds="selection", n=6, seed=2, rollout_seed=0, max_steps=60)
+    expected = rollout(impala, levels, sample=True, seed=0, max_steps=60)
+    row = figures["results"][str(SHIPPED_IMPALA)]
+    assert row["success"] == expected.success.mean() and row["n"] == 6
+    assert row["sha256"] != figures["results"][str(SHIPPED_POLICY)]["sha256"]
