@@ -253,7 +253,7 @@ def at_bound(values: np.ndarray, bound: float) -> np.ndarray:
 
 
 BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 1024), "CH3": (channels.MIN_GROUP_DROP, 256),
-                    "S2": (sae_claims.MIN_LATENT_DROP, 256)}
+                    "S2": (sae_claims.MIN_LATENT_DROP, 512)}
 """Claims whose verdict is a bootstrap interval of a mean: their lower bound and n."""
 RATE_CLAIMS = {"S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}
 """Claims whose verdict is a Wilson interval of a rate: their lower bound and n."""
