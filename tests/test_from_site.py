@@ -31,14 +31,15 @@ def test_from_a_site_gives_exactly_the_full_run_clean_and_intervened(architectur
 
 def test_later_sites_can_be_intervened_and_cached_and_the_model_is_left_as_it_was():
     policy = CustomCNN().eval()
-    acts = run(policy, FRAMES, cache=["conv3a"]).activations["conv3a"]
+    before = run(policy, FRAMES, cache=["conv3a"])
+    acts = before.activations["conv3a"]
     later = [Zero(site=Site("conv4a", channels=(0,))), Mean(site=Site("fc1.relu"), mean=torch.full((256,), 0.1))]
     found = run_from(policy, "conv3a", acts, interventions=later, cache=["conv4a"])
     expected = run(policy, FRAMES, interventions=later, cache=["conv4a"])
     assert torch.equal(found.logits, expected.logits)
     assert torch.equal(found.activations["conv4a"], expected.activations["conv4a"])
     assert not any("forward" in vars(m) for m in policy.modules())  # every stub removed
-    assert torch.equal(run(policy, FRAMES).logits, run(policy, FRAMES).logits)
+    assert torch.equal(run(policy, FRAMES).logits, before.logits)  # a plain run afterwards is the plain run before
 
 
 def test_a_site_before_the_start_is_refused_by_name():
