@@ -8,7 +8,7 @@ of each (claim, model) cell.
 
 On populations whose mean is known: how often a statistic's interval misses below and above at a claim's own
 confidence and n (:func:`interval_misses` by simulation with the statistics' own bound code, :func:`rate_misses`
-and :func:`paired_rate_misses` exactly).  Place the population's mean exactly at a claim's bound and the miss on
+exactly; :func:`paired_differences` is the population of a paired binary outcome).  Place the population's mean exactly at a claim's bound and the miss on
 the supporting side is the claim's false-positive rate there (its size), the hardest null there is.
 """
 
@@ -25,10 +25,10 @@ import harness.stats.intervals as intervals
 from harness.claims.claim import Claim, ClaimRefuted, ClaimSpec
 from harness.errors import ClaimError
 from harness.stats import Estimate, clopper_pearson_interval
-from harness.stats.proportions import _newcombe_paired_bounds, _wilson_bounds, two_sided_z
+from harness.stats.proportions import _wilson_bounds, two_sided_z
 
 __all__ = ["Misses", "Outcome", "decide", "declaration_of", "false_positive_rate", "interval_misses",
-           "paired_rate_misses", "power", "rate", "rate_misses", "sequential_rate_misses"]
+           "paired_differences", "power", "rate", "rate_misses", "sequential_rate_misses"]
 
 
 def declaration_of(test: Callable) -> dict[str, Any]:
@@ -101,26 +101,45 @@ class Misses:
 
 
 def interval_misses(population: np.ndarray, n: int, confidence: float, *, method: str = "studentized",
-                    samples: int = 10_000, resamples: int = 1999, seed: int = 0) -> Misses:
+                    bounds: tuple[float, float] | None = None, samples: int = 10_000, resamples: int = 1999,
+                    seed: int = 0) -> Misses:
     """Draw ``samples`` samples of ``n`` values from ``population`` (with replacement, so the true mean is the
     population's) and compute each one's interval for the mean with the statistics' own code
-    (:func:`harness.stats.intervals.rows_bounds`, ``method`` "studentized", "bca" or "t")::
+    (:func:`harness.stats.intervals.rows_bounds`, ``method`` "studentized", "bca", "t", or "betting" with the
+    values' ``bounds``)::
 
         interval_misses(ch1_values - ch1_values.mean() + 0.01, 256, 1 - 0.05 / 8).truth_below  # size at 0.01
     """
     population = np.asarray(population, dtype=float)
+    if method == "betting" and (bounds is None or population.min() < bounds[0] or population.max() > bounds[1]):
+        raise ClaimError(f"the betting interval needs bounds that hold every value; got bounds={bounds!r} for values "
+                         f"in [{population.min():.6g}, {population.max():.6g}]")
     mean, rng = float(population.mean()), np.random.default_rng(seed)
     counts = np.zeros(3)
     rows = max(1, 2_000_000 // (8 * n))
     for start in range(0, samples, rows):
         x = population[rng.integers(0, population.size, (min(rows, samples - start), n))]
-        low, high = intervals.rows_bounds(method, x, intervals.resample_counts(n, resamples, rng), confidence)
+        resampled = None if method == "betting" else intervals.resample_counts(n, resamples, rng)
+        low, high = intervals.rows_bounds(method, x, resampled, confidence, bounds=bounds)
         counts += [np.sum(mean < low), np.sum(mean > high), np.sum(np.isnan(low))]
     below, above, refused = counts / samples
     return Misses(truth_below=below, truth_above=above, refused=refused, samples=samples)
 
 
-def rate_misses(p: float, n: int, confidence: float, *, method: str = "wilson") -> Misses:
+def paired_differences(cells: tuple[float, float, float, float], *, size: int = 100_000) -> np.ndarray:
+    """The per-unit differences after - before (in {-1, 0, 1}) of a paired binary outcome whose units fall in
+    (both, before only, after only, neither) with probabilities ``cells``: ``size`` values in exactly those
+    shares (to 1/size), so the mean is cells[2] - cells[1].  With :func:`interval_misses` (method "betting",
+    bounds (-1, 1)) it measures :func:`~harness.stats.mcnemar_exact`'s interval."""
+    shares = np.asarray(cells, dtype=float)
+    if shares.shape != (4,) or np.any(shares < 0) or not np.isclose(shares.sum(), 1):
+        raise ClaimError(f"cells must be four probabilities (both, before only, after only, neither) summing to 1, "
+                         f"got {cells!r}")
+    before_only, after_only = (int(round(share * size)) for share in shares[1:3])
+    return np.repeat([-1.0, 1.0, 0.0], [before_only, after_only, size - before_only - after_only])
+
+
+def rate_misses(p: float, n: int, confidence: float, *, method: str = "clopper-pearson") -> Misses:
     """Exact misses of the Wilson or Clopper-Pearson interval for a rate p from n outcomes (every count)."""
     k = np.arange(n + 1)
     if method == "wilson":
@@ -153,20 +172,3 @@ def sequential_rate_misses(p: float, max_n: int, confidence: float) -> Misses:
         above += float(alive[outside & (k < n * p)].sum())
         alive = np.where(outside, 0.0, alive)
     return Misses(truth_below=below, truth_above=above, refused=0.0, samples=0)
-
-
-def paired_rate_misses(cells: tuple[float, float, float, float], n: int, confidence: float) -> Misses:
-    """Exact misses of Newcombe's interval (:func:`~harness.stats.mcnemar_exact`) for P(after) - P(before) when
-    the pairs fall in (both, before only, after only, neither) with probabilities ``cells`` (every 2x2 table)."""
-    a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-    grid = [(a[a + b <= n - c], b[a + b <= n - c], np.full(np.sum(a + b <= n - c), c)) for c in range(n + 1)]
-    both, before, after = (np.concatenate(parts) for parts in zip(*grid, strict=True))
-    neither = n - both - before - after
-    low, high = _newcombe_paired_bounds(both, before, after, neither, two_sided_z(confidence))
-    counts = np.stack([both, before, after, neither], 1)
-    weight = np.exp(special.gammaln(n + 1) - special.gammaln(counts + 1).sum(1)
-                    + special.xlogy(counts, np.asarray(cells, dtype=float)).sum(1))
-    truth = cells[2] - cells[1]
-    slack = 1e-12  # a bound equal to the truth up to rounding covers it
-    return Misses(truth_below=float(weight[truth < low - slack].sum()),
-                  truth_above=float(weight[truth > high + slack].sum()), refused=0.0, samples=0)

@@ -13,6 +13,7 @@ One module per topic; import the public names from here:
   McNemar);
 - :mod:`~harness.stats.resampling`: the bootstrap over any unit, paired continuous outcomes (studentized or BCa
   bootstrap and sign-flip test), the permutation test against a null baseline;
+- :mod:`~harness.stats.bounded`: the mean of values within known bounds (a betting interval, valid at any n);
 - :mod:`~harness.stats.intervals`: the bounds behind them and the smallest n each method accepts;
 - :mod:`~harness.stats.nulls`: samplers of null baselines (random channels, matched latents, random directions);
 - :mod:`~harness.stats.equivalence`: TOST;
@@ -22,6 +23,7 @@ One module per topic; import the public names from here:
 - :mod:`~harness.stats.checks`: the input checks they share.
 """
 
+from harness.stats.bounded import PROBABILITY_CHANGE, bounded_mean
 from harness.stats.equivalence import tost
 from harness.stats.estimates import Equivalence, Estimate, SequentialResult
 from harness.stats.multiplicity import benjamini_hochberg, holm
@@ -45,12 +47,14 @@ from harness.stats.resampling import bootstrap, paired_bootstrap, permutation_te
 from harness.stats.sequential import BernoulliSPRT
 
 __all__ = [
+    "PROBABILITY_CHANGE",
     "BernoulliSPRT",
     "Equivalence",
     "Estimate",
     "SequentialResult",
     "benjamini_hochberg",
     "bootstrap",
+    "bounded_mean",
     "clopper_pearson_interval",
     "confidence_sequence_interval",
     "holm",
