@@ -3,7 +3,7 @@
 First the statistics at the claims' own level: each statistic a shipped verdict uses, at confidence 1 - alpha/m
 (m = 8 and 16) and the claim's n, on populations shaped like the claims' per-level values with the mean placed
 exactly on the claim's bound, prints the supported rate there (size) on both sides, the refused share and the
-95% coverage on the unshifted values; the same for the Wilson claims (exact) and B2's Newcombe interval (exact).
+95% coverage on the unshifted values; the same for the Clopper-Pearson claims (exact) and B2's betting interval.
 ``--per-level-values OUT.npz`` instead recomputes those per-level values from the shipped policy and SAE.
 
 Then the planted models: runs the claims' own functions (CH1, CH3, P1, and a McNemar design; see tests/calibration.py) on planted and null
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the claim suite (claims/) and its calibration (tests/calibration.py)
 
 import numpy as np  # noqa: E402
-from calibration import (ALPHA, B2, BOOTSTRAP_CLAIMS, RATE_CLAIMS, Design, at_bound,  # noqa: E402
+from calibration import (ALPHA, B2, MEAN_CLAIMS, RATE_CLAIMS, Design, at_bound,  # noqa: E402
                          calibrate, claim_values, true_by_construction)
 
-from harness.claims.calibration import (false_positive_rate, interval_misses, paired_rate_misses,  # noqa: E402
+from harness.claims.calibration import (false_positive_rate, interval_misses, paired_differences,  # noqa: E402
                                         power, rate_misses)
 
 FAMILIES = (8, 16)
@@ -61,29 +61,31 @@ def size_tables(samples: int) -> None:
           f"{samples} samples a cell")
     print(f"{'claim':6s} {'n':>4s} {'m':>3s} {'nominal':>8s}  {'own side':>8s} {'other':>8s} {'refused':>8s}  "
           f"{'95% coverage of the unshifted values':>8s}")
-    for name, (bound, n) in sorted(BOOTSTRAP_CLAIMS.items()):
+    for name, (bound, n) in sorted(MEAN_CLAIMS.items()):
         values = claim_values(name)
-        coverage = interval_misses(values, n, 0.95, samples=samples, resamples=1999).coverage
+        coverage = interval_misses(values, n, 0.95, method="betting", bounds=(-1, 1), samples=samples).coverage
         for m in FAMILIES:
             nominal = ALPHA / m / 2
-            misses = interval_misses(at_bound(values, bound), n, 1 - ALPHA / m, samples=samples, resamples=1999)
+            misses = interval_misses(at_bound(values, bound), n, 1 - ALPHA / m, method="betting", bounds=(-1, 1),
+                                     samples=samples)
             print(f"{name:6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(misses.truth_below, nominal)} "
                   f"{pct(misses.truth_above, nominal)} {100 * misses.refused:7.1f}%  {100 * coverage:6.2f}")
     for name, (bound, n) in sorted(RATE_CLAIMS.items()):
         for m in FAMILIES:
             nominal = ALPHA / m / 2
-            wilson = rate_misses(bound, n, 1 - ALPHA / m)
-            exact = rate_misses(bound, n, 1 - ALPHA / m, method="clopper-pearson")
-            print(f"{name:6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(wilson.truth_below, nominal)} "
-                  f"{pct(wilson.truth_above, nominal)}  (Wilson, exact; Clopper-Pearson: "
-                  f"{100 * exact.truth_below:.3f} / {100 * exact.truth_above:.3f})")
+            exact = rate_misses(bound, n, 1 - ALPHA / m)
+            wilson = rate_misses(bound, n, 1 - ALPHA / m, method="wilson")
+            print(f"{name:6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(exact.truth_below, nominal)} "
+                  f"{pct(exact.truth_above, nominal)}  (Clopper-Pearson, exact; Wilson, which a verdict refuses: "
+                  f"{100 * wilson.truth_below:.3f} / {100 * wilson.truth_above:.3f})")
     margin, n = B2
     for m in FAMILIES:
         nominal = ALPHA / m / 2
         for cells in [(0.75, 0.02, 0.02 + margin, 0.21 - margin), (0.70, 0.05 + margin, 0.05, 0.20 - margin)]:
-            misses = paired_rate_misses(cells, n, 1 - ALPHA / m)
+            misses = interval_misses(paired_differences(cells), n, 1 - ALPHA / m, method="betting", bounds=(-1, 1),
+                                     samples=samples)
             size = misses.truth_above if cells[2] > cells[1] else misses.truth_below
-            print(f"{'B2':6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(size, nominal)} (Newcombe, exact, "
+            print(f"{'B2':6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(size, nominal)} (betting interval, "
                   f"cells {cells})")
     print()
 

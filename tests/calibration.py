@@ -7,12 +7,12 @@ imports the claim suite.
 Templates (:data:`TEMPLATES`: the claims' own declarations on the ``calibration`` seeds, and loose variants)
 --------------------------------------------------------------------------------------------------------------
 * ``CH1``: the conv4a channel ranked first on the selection levels (:func:`claims.test_channels.rank_up_channels`)
-  lowers P(UP) on other levels beyond the other 31 (:func:`~claims.test_channels.excess_drop`, paired bootstrap);
+  lowers P(UP) on other levels beyond the other 31 (:func:`~claims.test_channels.excess_drop`, betting interval);
   ``CH1 bound 0`` the same at bound 0;
 * ``CH3``: the top three channels against random sets of three
   (:func:`~claims.test_channels.group_drop_against_random_sets`); ``CH3 bound 0`` the same at bound 0, where only
   the p-value decides; ``RANDOM_GROUP`` a random group instead of the top three (a null of the permutation test);
-* ``McNemar``: zeroing the selected channel lowers the rate of argmax = UP (exact McNemar, Newcombe interval below
+* ``McNemar``: zeroing the selected channel lowers the rate of argmax = UP (exact McNemar, betting interval below
   0), B2's paired binary design on a channel (no shipped claim runs it on a network);
 * ``P1``: the claim's probe (:func:`claims.test_probes.probe_accuracy`) on the claim's mid-episode oracle states
   (:func:`~claims.test_probes.states_with_targets`); ``P1 bound 0.25`` the same above chance.
@@ -46,7 +46,7 @@ from harness.policy.interventions import Zero
 from harness.policy.planted import Sample, TabledCNN, quadrant_code_model, random_model, shuffled, up_channel_model
 from harness.policy.runner import run
 from harness.policy.sites import Site
-from harness.stats import Estimate, mcnemar_exact, paired_bootstrap, random_channel_sets
+from harness.stats import PROBABILITY_CHANGE, Estimate, bounded_mean, mcnemar_exact, random_channel_sets
 
 ALPHA = 0.05
 """Family alpha of every calibrated claim (a family of one)."""
@@ -113,7 +113,7 @@ def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n:
             model, confirm, group, confidence=CONFIDENCE, null_sets=null_sets, seed=seed))
 
     drops = channels.excess_drop(model, confirm, chosen)
-    excess = _unless_refused(lambda: paired_bootstrap(drops, confidence=CONFIDENCE))
+    excess = bounded_mean(drops, bounds=PROBABILITY_CHANGE, confidence=CONFIDENCE)
     top = against_random_sets(ranked[:channels.GROUP_SIZE])
     clean = run(model, confirm).actions_argmax == Action.UP
     ablated = run(model, confirm, interventions=[Zero(site=Site(channels.SITE, channels=(chosen,)))]).actions_argmax
@@ -252,15 +252,16 @@ def at_bound(values: np.ndarray, bound: float) -> np.ndarray:
     return values - values.mean() + bound
 
 
-BOOTSTRAP_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 1024), "CH3": (channels.MIN_GROUP_DROP, 256),
-                    "S2": (sae_claims.MIN_LATENT_DROP, 512)}
-"""Claims whose verdict is a bootstrap interval of a mean: their lower bound and n."""
+MEAN_CLAIMS = {"CH1": (channels.MIN_EXCESS_DROP, 1024), "CH3": (channels.MIN_GROUP_DROP, 256),
+               "S2": (sae_claims.MIN_LATENT_DROP, 512)}
+"""Claims whose verdict is the betting interval of a mean change of probability (within [-1, 1]): their lower bound
+and n."""
 RATE_CLAIMS = {"S1": (sae_claims.MIN_AGREEMENT, 512), "P1": (probes.MIN_ACCURACY, 512)}
-"""Claims whose verdict is a Wilson interval of a rate: their lower bound and n."""
+"""Claims whose verdict is a Clopper-Pearson interval of a rate: their lower bound and n."""
 SEQUENTIAL_CLAIMS = {"B1": (behaviour.MIN_SUCCESS, 512), "B3": (behaviour.MIN_IN_ORDER, 256)}
 """Claims whose verdict is a rate tested after every level (a confidence sequence): their lower bound and most n."""
 B2 = (behaviour.GEM_MOVE_MARGIN, 256)
-"""B2's equivalence margin and n (exact McNemar with Newcombe's interval)."""
+"""B2's equivalence margin and n (exact McNemar with the betting interval of the paired difference)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -140,6 +140,23 @@ def test_an_estimate_without_interval_at_is_refused():
         make_claim().check(lying)
 
 
+def test_a_wilson_interval_is_refused_as_evidence():
+    """Wilson's upper bound near 1 misses 2.65% at n=64, p=0.99 and alpha/8 (0.31% nominal): no verdict on it, in
+    any form it reaches a claim (alone, through proportion, or against a null baseline)."""
+    from harness.stats import permutation_test_against_null, proportion, wilson_interval
+
+    def make_claim_of_100():
+        return Claim(spec=ClaimSpec.declare(**{**DECLARATION, "n": 100, "lower_bound_above": 0.5}),
+                     family_alpha=0.05, family_size=1)
+
+    outcomes = np.arange(100) < 95
+    for result in (wilson_interval(95, 100), proportion(outcomes, method="wilson"),
+                   permutation_test_against_null(wilson_interval(95, 100), np.linspace(0.4, 0.6, 40))):
+        with pytest.raises(ClaimError, match="Wilson's interval .* clopper_pearson_interval"):
+            make_claim_of_100().check(result)
+    assert make_claim_of_100().check(proportion(outcomes)) == "supported"
+
+
 def expected_p(bound: str, t: float, evidence: Evidence) -> float:
     """The own-hypothesis p of a normal-shaped interval, in closed form: supported at 1 - a exactly when the
     interval's side, scaled by z(1 - a) / z(confidence), stays off the bound."""

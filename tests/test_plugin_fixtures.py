@@ -222,7 +222,7 @@ ARCHITECTURE_CLAIMS = """
     import pytest
 
     from harness import run
-    from harness.stats import wilson_interval
+    from harness.stats import clopper_pearson_interval
 
 
     def declare(claim_id, **extra):
@@ -231,7 +231,7 @@ ARCHITECTURE_CLAIMS = """
 
 
     def supported(claim):
-        claim.check(wilson_interval(60, 64, confidence=claim.confidence))
+        claim.check(clopper_pearson_interval(60, 64, confidence=claim.confidence))
 
 
     @declare("A-any", sites=["last_conv:selected", "mid_conv", "last_conv.sae.latents", "policy"])

@@ -81,6 +81,7 @@ from harness.claims.declaration import CONFIRMATION, ClaimSpec
 from harness.claims.records import Bound, ClaimRecord, Figure, Histogram, fmt
 from harness.errors import ClaimError
 from harness.stats import SequentialResult
+from harness.stats.proportions import WILSON
 
 __all__ = ["Bound", "CONFIRMATION", "Claim", "ClaimRefuted", "ClaimSpec"]  # Bound, CONFIRMATION, ClaimSpec: re-exported
 
@@ -203,6 +204,12 @@ class Claim:
                 "as its interval has confidence 1 - 2 alpha)"
             )
         self._check_interval_at(result)
+        if str(result.method).startswith(WILSON):
+            raise ClaimError(
+                f"{name}: Wilson's interval ({result.method!r}) misses several times its nominal rate on the side "
+                "nearer 0 or 1 at a claim's level (docs/statistics.md, item 12); pass clopper_pearson_interval(...) "
+                "or proportion(...) (Clopper-Pearson, exact at every n)"
+            )
         most = result.max_n if isinstance(result, SequentialResult) else result.n  # a sequential test may stop early
         if most != self.spec.n or not 1 <= result.n <= most:
             raise ClaimError(f"{name} declares n={self.spec.n} but the result used n={result.n} of at most {most}; "
@@ -229,7 +236,7 @@ class Claim:
         if not callable(result.interval_at):
             raise ClaimError(
                 f"{name}: the result has no interval_at (the same method's interval at another confidence), so its "
-                "own p-value cannot be computed; build it with harness.stats (paired_bootstrap, wilson_interval, "
+                "own p-value cannot be computed; build it with harness.stats (paired_bootstrap, proportion, "
                 "tost, permutation_test_against_null, ...), not by hand"
             )
         low, high = result.interval_at(result.confidence)
