@@ -4,7 +4,8 @@ B1. The agent solves most held-out easy levels: it reaches the gem (sampled acti
     more than 80% of confirmation levels.
 B2. Where the gem lies does not matter to whether the agent finds it: on levels with no locks, moving the gem to
     another free cell of the maze changes the rate of reaching it within 300 steps by less than 10 points
-    (paired: the same levels, clean and with the gem moved; exact McNemar, Newcombe interval).
+    (paired: the same levels, clean and with the gem moved; exact McNemar, betting interval of the paired
+    difference, which replaced Newcombe's interval: that missed its level when discordance was lopsided).
 B3. The agent takes keys and locks in the order the maze requires and only then the gem: on levels with at
     least one lock, it reaches the gem within SOLVE_STEPS steps having reached the entities in exactly the
     oracle's order (blue key, blue lock, green key, ...) on more than 75% of levels.  Levels it fails count

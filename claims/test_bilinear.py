@@ -17,7 +17,8 @@ BL1. Keeping only the top K = 8 eigencomponents of the UP-minus-DOWN form (by |e
 BL2. The conv4a channel that the leading eigenvector reads most (the largest share of its squared weight,
      ``Eigen.channel_shares``) is one
      whose zeroing lowers P(UP) on target-up confirmation levels by at least 0.01 more than zeroing another conv4a
-     channel does (CH1's measure, :func:`claims.test_channels.excess_drop`; paired bootstrap).  The channel that
+     channel does (CH1's measure, :func:`claims.test_channels.excess_drop`; betting interval as CH1, a studentized
+     bootstrap until 2026-12-03).  The channel that
      ablation itself selects on the selection seeds (CH1's selection) is recorded beside it, so the report says
      whether the weights and the ablation point at the same channel.  n = 1024 levels, as CH1: run in the whole
      suite (13 confirmatory claims on this agent) its n = 256 sample was refused by the studentized bootstrap
@@ -32,7 +33,7 @@ from claims.test_channels import up_selection  # noqa: F401 (the shared fixture:
 from harness import Action, render, run
 from harness.claims.figures import grid, upscale
 from harness.lenses.bilinear import interaction, logit_difference
-from harness.stats import paired_bootstrap, proportion
+from harness.stats import PROBABILITY_CHANGE, bounded_mean, proportion
 
 LAYER = "fc1"
 TOP_K = 8
@@ -103,4 +104,5 @@ def test_leading_eigenvector_channel_matters(claim, policy, sample_levels, up_se
                  f"squared weight (ablation's choice on selection seeds, channel {by_ablation}, "
                  f"{shares[by_ablation]:.0%})")
     frames = render(sample_levels(where=target_is_up))
-    claim.check(paired_bootstrap(excess_drop(policy, frames, chosen), confidence=claim.confidence))
+    claim.check(bounded_mean(excess_drop(policy, frames, chosen), bounds=PROBABILITY_CHANGE,
+                             confidence=claim.confidence))

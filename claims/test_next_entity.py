@@ -23,7 +23,8 @@ one state where the green key is not next and one later state of the same episod
 random among that episode's qualifying states (harness.policy.visits.visited_together).  The two states share the
 level, the maze and the green key's cell; the agent has moved and the blue door is gone.  The probe is fit on
 both states of selection episodes (as many next as non-next states), tested on confirmation episodes; the
-statistic is the paired difference in correctness, next minus non-next (exact McNemar, Newcombe interval).
+statistic is the paired difference in correctness, next minus non-next (exact McNemar, betting interval; Newcombe's
+interval before, replaced as it misses its level when discordance is lopsided).
 
 Thresholds, fixed before any data: MIN_GAP = 0.05, the smallest gap we would call "represented better" rather than
 a by-product of the agent standing elsewhere in the two states (the quadrant is relative to the agent); L2 is
@@ -89,7 +90,7 @@ def matched_states(policy, seeds: str, n: int, *, seed: int):
 
 def next_minus_non_next(policy, train, test, *, confidence: float) -> Estimate:
     """N1's statistic: a ridge probe on the middle conv block fit on both states of the training episodes, then per test episode
-    its correctness on the next state minus on the waiting state (exact McNemar, Newcombe interval)."""
+    its correctness on the next state minus on the waiting state (exact McNemar, betting interval)."""
     def mid_conv(states):
         return run(policy, render(states), cache=[SITE]).activations[SITE].numpy()
 

@@ -21,7 +21,7 @@ from harness.lenses.measures import target_quadrant
 from harness.lenses.probes import fit_probe, shuffled_label_scores
 from harness.policy.rollouts import oracle_chooser, play
 from harness.policy.runner import run
-from harness.stats import Estimate, permutation_test_against_null, wilson_interval
+from harness.stats import Estimate, permutation_test_against_null, proportion
 
 SITE = "mid_conv"
 MIN_ACCURACY = 0.40
@@ -49,7 +49,7 @@ def states_with_targets(levels, seed):
 
 def probe_accuracy(policy, train_frames, train_labels, test_frames, test_labels, *, confidence: float,
                    shuffles: int, seed: int = SHUFFLE_SEED) -> Estimate:
-    """P1's statistic: the held-out accuracy (Wilson interval at ``confidence``) of a ridge probe on the middle
+    """P1's statistic: the held-out accuracy (Clopper-Pearson interval at ``confidence``) of a ridge probe on the middle
     conv block fit on the training frames, with its permutation p-value against ``shuffles`` probes fit on shuffled
     labels."""
     def mid_conv(frames):
@@ -57,8 +57,7 @@ def probe_accuracy(policy, train_frames, train_labels, test_frames, test_labels,
 
     train_x, test_x = mid_conv(train_frames), mid_conv(test_frames)
     probe = fit_probe(train_x, train_labels, l2=L2)
-    accuracy = wilson_interval(int(probe.correct(test_x, test_labels).sum()), len(test_labels),
-                               confidence=confidence)
+    accuracy = proportion(probe.correct(test_x, test_labels), confidence=confidence)
     null = shuffled_label_scores(train_x, train_labels, test_x, test_labels, m=shuffles, seed=seed, l2=L2)
     return permutation_test_against_null(accuracy, null)
 

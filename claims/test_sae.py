@@ -9,7 +9,8 @@ S1. The SAE is faithful enough to study the policy through it: spliced in place 
 S2. (exploratory) One SAE latent steers the agent toward its target: the latent whose zeroing most lowers
     the probability of the oracle's move on selection levels lowers it on confirmation levels by more than 0.02
     more than zeroing a latent of matched firing rate does (per level: its drop minus the mean drop of every other
-    latent whose firing rate is within 50% of its own; paired bootstrap over levels).  SAE spliced with its error
+    latent whose firing rate is within 50% of its own, so within [-1, 1]; betting interval over levels,
+    ``bounded_mean``, which holds its level at any n and shape; a studentized bootstrap until 2026-12-03).  SAE spliced with its error
     term, so only the zeroed latent differs from the clean policy.
     Until issue 21 this was a permutation test of the drop against 100 matched latents; those were draws with
     repeats from the 16 latents that match the selected one (latent 15), and a null of 16 distinct latents can
@@ -26,7 +27,7 @@ from harness import Site, Zero, render, run, run_from
 from harness.heist.actions import Action
 from harness.lenses.measures import target_direction
 from harness.lenses.sae import firing_rates, sae_latents, spliced
-from harness.stats import paired_bootstrap, wilson_interval
+from harness.stats import PROBABILITY_CHANGE, bounded_mean, proportion
 
 SITE = "last_conv"
 START = "mid_conv"
@@ -122,7 +123,7 @@ def steering_latent(policy, saes, level_sampler):
 def test_sae_fidelity(claim, policy, saes, sample_levels):
     frames = render(sample_levels())
     agree = argmax_agreement(policy, saes[SITE], frames)
-    claim.check(wilson_interval(int(agree.sum()), len(frames), confidence=claim.confidence))
+    claim.check(proportion(agree, confidence=claim.confidence))
 
 
 @pytest.mark.claim(
@@ -139,5 +140,5 @@ def test_sae_steering_latent(claim, policy, saes, sample_levels, steering_latent
     levels = sample_levels(where=has_direction)
     frames, moves = render(levels), oracle_moves(levels)
     claim.attach(frames[0], f"a confirmation frame (latent {chosen} selected)")
-    claim.check(paired_bootstrap(latent_excess_drop(policy, saes[SITE], frames, moves, chosen, rates),
-                                 confidence=claim.confidence))
+    claim.check(bounded_mean(latent_excess_drop(policy, saes[SITE], frames, moves, chosen, rates),
+                             bounds=PROBABILITY_CHANGE, confidence=claim.confidence))

@@ -15,7 +15,8 @@ ST1. (exploratory, heavy) On lock-free levels with a distractor key (a key of an
      seeded by the level's seed rather than the nearest one, which sits next to the agent), adding the steering
      direction at the coefficient chosen on the selection seeds raises the share of episodes that reach the key
      before the gem by more than 10 points over the clean agent (same levels, same action sampling seed; paired
-     binary outcome, exact McNemar test with Newcombe's interval).
+     binary outcome, exact McNemar test with the betting interval of the paired difference; Newcombe's
+     interval before, replaced as it misses its level when discordance is lopsided).
      Direction: the mean activation of the last conv block (averaged over positions, a channel vector added at every position)
      on first frames of selection levels whose current target is a key, minus on those whose target is the gem.
      Coefficient: of COEFFICIENTS, the one that most raises P(first step toward the distractor key) minus
