@@ -86,7 +86,7 @@ def size_tables(samples: int) -> None:
                                      samples=samples)
             size = misses.truth_above if cells[2] > cells[1] else misses.truth_below
             print(f"{'B2':6s} {n:4d} {m:3d} {100 * nominal:8.4f}  {pct(size, nominal)} (betting interval, "
-                  f"cells {cells})")
+                  f"cells {tuple(round(c, 4) for c in cells)})")
     print()
 
 MIN_POWER = 0.8
