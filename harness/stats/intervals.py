@@ -13,6 +13,10 @@ stays below the nominal tail (so the miss stays below twice nominal) once
 measured on lognormal, zero-inflated and rare-binary populations (``bench/bench_coverage.py``,
 docs/statistics.md) it needs :data:`STUDENTIZED_SHARE` of that n; BCa is held to the same n.  ``gamma`` is estimated by the sample's
 adjusted skewness G1; a sample whose values are all equal has no spread to resample and is refused at any n.
+
+The betting interval (:func:`betting_bounds`, for values within known bounds) needs no minimum n: its level holds
+for every population within the bounds (Ville's inequality), which no interval from the sample's own moments can
+promise on unbounded data at a fixed n (Bahadur & Savage 1956).
 """
 
 from __future__ import annotations
