@@ -158,7 +158,8 @@ def test_shipped_checkpoints_load_bit_identically(path, tmp_path):
 
 
 def test_there_are_shipped_checkpoints_to_check():
-    assert [p.parent.name for p in SHIPPED_SAES] == ["customcnn_bc_conv3a", "customcnn_bc_conv4a"]
+    assert [p.parent.name for p in SHIPPED_SAES] == ["customcnn_bc_conv3a", "customcnn_bc_conv4a",
+                                                     "impala_bc_stack2.res2", "impala_bc_stack3.res2"]
 
 
 def test_researcher_checkpoint_loads_with_the_site_passed(tmp_path, sae):
@@ -372,6 +373,7 @@ def test_train_and_card_commands_end_to_end(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(CustomCNN().state_dict(), tmp_path / "policy.pt")
     out = tmp_path / "saes" / "conv4a.pt"
+    out.parent.mkdir()  # the command refuses an output folder that does not exist (issue 19 item 13)
     main(["train", "--policy", str(tmp_path / "policy.pt"), "--site", "conv4a", "--out", str(out), "--topk", "4",
           "--expansion", "2", "--frames", "8", "--max-episode-steps", "2", "--positions-per-frame", "5",
           "--steps", "4", "--batch-size", "16", "--resample-every", "2", "--seed", "3"])
