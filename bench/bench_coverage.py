@@ -4,8 +4,9 @@ For each population (normal, lognormal, zero-inflated, rare binary, and per-leve
 when ``--real FILE.npz`` is given: resampled, so their mean is known) and each n, draws ``--reps`` samples and
 runs the library's own bound code (:mod:`harness.stats.intervals`, vectorised over samples) for the mean: the
 studentized bootstrap (the default of ``bootstrap``/``paired_bootstrap``), the BCa bootstrap, the t interval
-(TOST), and for populations with known bounds the betting interval (``bounded_mean``, and McNemar's interval).  Prints per method: the two-sided coverage at 95%, and the one-sided misses below and above at the
-claims' real level alpha/m (alpha 0.05, m = 8 and 16: nominal 0.3125% and 0.15625% a side), counting a sample the
+(TOST), and for populations with known bounds the betting interval (``bounded_mean``, and McNemar's interval).
+Prints per method: the two-sided coverage at 95%, and the one-sided misses below and above at the claims' real
+level alpha/m (alpha 0.05, m = 8 and 16: nominal 0.3125% and 0.15625% a side), counting a sample the
 method refuses (n too small for its skewness, no spread, an unbounded interval) as "refused", not as a miss.
 A miss above twice nominal is marked ``!``.  Then the exact coverage of Wilson and Clopper-Pearson by enumeration
 of every outcome, and McNemar's interval (betting, on the paired differences) by simulation.

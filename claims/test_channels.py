@@ -16,8 +16,9 @@ CH1. Zeroing the selected channel lowers P(UP) on target-up levels by at least 0
      channel of that block does, on average (per level: its drop minus the mean drop of the other channels, which
      is the mean P(UP) with another channel zeroed minus P(UP) with this one zeroed; betting interval,
      ``bounded_mean`` over values within [-1, 1], which holds its level at any n and shape; a studentized bootstrap
-     until 2026-12-03).  n = 1024 levels: at 256 the studentized bootstrap refused the sample (skewness 3.16 needs n >= 498
-     at the 16-claim family's confidence 99.69%), so the claim errored before any verdict; the bound is unchanged.
+     until 2026-12-03).  n = 1024 levels: at 256 the studentized bootstrap refused the sample (skewness 3.16 needs
+     n >= 498 at the 16-claim family's confidence 99.69%), so the claim errored before any verdict; the bound is
+     unchanged.
 CH2. The selected channel's activation rises when the target is up: on lock-free levels, the same level with the
      gem moved to the nearest cell whose path starts up versus down; the paired difference, in units of the
      channel's standard deviation over the selection levels, exceeds 0.2.

@@ -2,10 +2,11 @@
 (docs/statistics.md items 9, 12 and 13).
 
 Default (cheap): each statistic a shipped verdict uses (the betting interval of CH1, CH3 and S2, the Clopper-Pearson
-interval of S1 and P1, the sequential confidence sequence of B1 and B3, the betting interval of B2) at the claims' confidence 1 - alpha/16 (the confirmatory family's 16 claims) and their n, on populations
-shaped like the claims' own per-level values, with the mean placed exactly on the claim's bound: its supported
-rate there (its size) must stay below twice nominal (0.3125% against 0.15625%); and the same check fails on a
-method known to break its level, so it can fail.
+interval of S1 and P1, the sequential confidence sequence of B1 and B3, the betting interval of B2) at the claims'
+confidence 1 - alpha/16 (the confirmatory family's 16 claims) and their n, on populations shaped like the
+claims' own per-level values, with the mean placed exactly on the claim's bound: its supported rate there (its
+size) must stay below twice nominal (0.3125% against 0.15625%); and the same check fails on a method known to
+break its level, so it can fail.
 
 The planted models hold their truth by construction (default).  Slow (``-m slow``; the figures come from
 ``bench/bench_calibration.py``): the claims' own functions (CH1, CH3, P1, and a

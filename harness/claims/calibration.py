@@ -8,8 +8,9 @@ of each (claim, model) cell.
 
 On populations whose mean is known: how often a statistic's interval misses below and above at a claim's own
 confidence and n (:func:`interval_misses` by simulation with the statistics' own bound code, :func:`rate_misses`
-exactly; :func:`paired_differences` is the population of a paired binary outcome).  Place the population's mean exactly at a claim's bound and the miss on
-the supporting side is the claim's false-positive rate there (its size), the hardest null there is.
+exactly; :func:`paired_differences` is the population of a paired binary outcome).  Place the population's mean
+exactly at a claim's bound and the miss on the supporting side is the claim's false-positive rate there (its
+size), the hardest null there is.
 """
 
 from __future__ import annotations

@@ -202,10 +202,11 @@ def rows_bounds(method: str, values: np.ndarray, counts: np.ndarray | None, conf
 def _betting_floor(y: np.ndarray, tail: float) -> np.ndarray:
     """Per row of ``y`` (rows, n; values in [0, 1], in sample order): the smallest m at which a bettor on "the mean
     exceeds m" never reaches capital 1/tail.  Every m it reaches it for is excluded, which errs with probability
-    at most ``tail`` when m is the mean (Ville's inequality; Waudby-Smith & Ramdas 2024, the hedged-capital process
-    with predictable plug-in stakes).  The stake of unit t uses only units before it: sqrt(2 log(1/s) /
-    (n var_{t-1})) with s the tail of BETTING_STAKE_CONFIDENCE, at most BETTING_SHARE / m.  The capital falls as m rises, so a bisection finds the bound; the
-    lower end of its last bracket is returned (never above the exact bound)."""
+    at most ``tail`` when m is the mean (Ville's inequality; Waudby-Smith & Ramdas 2024, one side of their
+    hedged capital process, with predictable plug-in stakes).  The stake on unit t uses only the units before it:
+    sqrt(2 log(1/s) / (n var_{t-1})) with s the tail of BETTING_STAKE_CONFIDENCE, at most BETTING_SHARE / m.  The
+    capital falls as m rises, so a bisection finds the bound; the lower end of its last bracket is returned (never
+    above the exact bound)."""
     rows, n = y.shape
     seen = np.arange(1, n + 1)
     mean_after = (0.5 + np.cumsum(y, -1)) / (seen + 1)
