@@ -99,6 +99,18 @@ def test_tabled_model_refuses_a_frame_outside_its_sample(sample):
         run(random_model(sample, start="conv4a", seed=0), frames)
 
 
+def test_channel_drops_from_run_from_equal_full_runs_on_a_tabled_model(sample):
+    """CH1 and CH3 rank channels with run_from, which traces the layer order on the blank frame: a tabled model
+    must take that frame (it looks up zeros there, and still refuses any other frame outside its sample)."""
+    model = random_model(sample, start="conv4a", seed=0)
+    frames = sample.frames[:8]
+    drops = channels.single_channel_drops(model, frames)
+    clean = run(model, frames).probs[:, Action.UP]
+    for c in (0, 7):
+        zeroed = run(model, frames, interventions=[Zero(site=Site(channels.SITE, channels=(c,)))]).probs[:, Action.UP]
+        torch.testing.assert_close(torch.as_tensor(drops[c]), (clean - zeroed).double(), rtol=0, atol=1e-6)
+
+
 def test_planted_channel_pushes_up_exactly_when_the_target_is_up(sample, up):
     assert 0 < up.sum() < len(up)
     model = up_channel_model(sample, flag=up, seed=1)

@@ -102,7 +102,9 @@ class Sample:
 class TabledCNN(nn.Module):
     """CustomCNN from layer ``start`` (``conv3a`` or ``conv4a``) on, with CustomCNN's module names and sites from
     there; the layers before it are ``table``, their output on each frame of a sample, looked up by the frame's
-    bytes (a frame outside the sample raises).  Dropout, inactive in eval mode, is left out."""
+    bytes (a frame outside the sample raises).  The blank frame (all zeros, never a Heist frame) looks up zeros:
+    :func:`~harness.policy.run_from` traces the order of a model's layers on it, and then replaces every layer
+    before its site.  Dropout, inactive in eval mode, is left out."""
 
     def __init__(self, *, start: str, table: Tensor, sample: Sample, seed: int) -> None:
         super().__init__()
@@ -116,11 +118,14 @@ class TabledCNN(nn.Module):
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        rows = [self.sample.index.get(key, -1) for key in _frame_key(obs.cpu())]
-        if min(rows) < 0 or not torch.equal(obs.cpu(), self.sample.inputs[rows]):
+        rows = torch.tensor([self.sample.index.get(key, -1) for key in _frame_key(obs.cpu())])
+        known, blank = rows >= 0, ~obs.cpu().flatten(1).any(1)
+        if not bool((known | blank).all()) or not torch.equal(obs.cpu()[known], self.sample.inputs[rows[known]]):
             raise ObservationError("a frame outside this model's calibration sample; a TabledCNN knows only the "
                                    "frames of the sample it was built on")
-        x = self.table[rows].to(obs.device)
+        x = self.table.new_zeros((len(rows), *self.table.shape[1:]))
+        x[known.to(x.device)] = self.table[rows[known].to(x.device)]
+        x = x.to(obs.device)
         if self.start == "conv3a":
             x = self.pool3(self.conv3a_relu(self.conv3a(x)))
         x = self.pool4(self.conv4a_relu(self.conv4a(x)))
