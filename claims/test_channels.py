@@ -37,7 +37,8 @@ from harness import Site, Zero, render, render_hires, run, run_from
 from harness.heist.actions import Action
 from harness.lenses.measures import (channel_ablation_drop, channel_activation, channel_sums, gem_moved_pair,
                                      random_channel_null, target_direction)
-from harness.stats import PROBABILITY_CHANGE, Estimate, bounded_mean, paired_bootstrap, permutation_test_against_null
+from harness.stats import (PROBABILITY_CHANGE, Estimate, bounded_mean, paired_bootstrap,
+                           permutation_test_against_null)
 
 SITE = "last_conv"
 """conv4a's width, as the planted calibration models (tests/calibration.py) have it; the claims read the width of
