@@ -10,7 +10,7 @@ Then the planted models: runs the claims' own functions (CH1, CH3, P1, and a McN
 models for ``--reps`` repetitions, each on fresh calibration levels and model seeds, and prints per template and
 model the supported rate with its 95% Clopper-Pearson interval, separately over the repetitions where the claim is
 true (power) and false (false-positive rate); see tests/test_calibration.py for how truth is established.
-Run: ``python bench/bench_calibration.py [--reps 40]`` (about 10-15 s a repetition on one core).
+Run: ``python bench/bench_calibration.py [--reps 40]`` (about a minute a repetition on one core at the claims' own n).
 """
 
 import argparse
@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--first-rep", type=int, default=0, help="repetition r draws its levels with seeds 2r, 2r+1")
     parser.add_argument("--selection", type=int, default=32, help="target-up levels the channels are ranked on")
-    parser.add_argument("--n", type=int, default=64, help="levels each claim is tested on")
+    parser.add_argument("--n", type=int, default=None,
+                        help="levels each claim is tested on (default: each claim's own declared n)")
     parser.add_argument("--null-sets", type=int, default=19, help="random channel sets in CH3's null")
     parser.add_argument("--train", type=int, default=128, help="levels P1's probe is fit on")
     parser.add_argument("--shuffles", type=int, default=19, help="shuffled-label probes in P1's null")

@@ -66,15 +66,15 @@ TEMPLATES = {
     "CH3": _template(channels.test_up_channel_group),
     "CH3 bound 0": _template(channels.test_up_channel_group, lower_bound_above=0.0),
     "McNemar": dict(id="McNemar-up-channel", seeds="calibration", family="exploratory", sites=["conv4a:selected"],
-                    upper_bound_below=0.0,
+                    upper_bound_below=0.0, n=256,
                     statement="Zeroing the selected conv4a channel lowers the rate of choosing UP on target-up levels.",
                     metric="change in the rate of argmax UP (ablated - clean)"),
     "P1": _template(probes.test_target_quadrant_probe),
     "P1 bound 0.25": _template(probes.test_target_quadrant_probe, lower_bound_above=0.25),
 }
-"""Each template's declaration (n is the design's): the claim's own, and with the loosest sensible bound (0, and
-chance for four classes), where only the interval or the permutation p-value stands between a null model and
-"supported"."""
+"""Each template's declaration, n included: the claim's own, and with the loosest sensible bound (0, and chance for
+four classes), where only the interval or the permutation p-value stands between a null model and "supported".
+McNemar's n is B2's (256), the paired binary design it stands for."""
 RANDOM_GROUP = "CH3 bound 0, random group"
 """CH3 at bound 0 for a random group of channels instead of the selected one: a null of its permutation test."""
 
@@ -97,37 +97,46 @@ def _unless_refused(compute: Callable[[], Estimate]) -> Estimate | None:
         return None
 
 
-def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n: int, null_sets: int, seed: int,
-                     random_group_seed: int | None = None) -> tuple[dict[str, str], list[int]]:
-    """CH1, CH3 and McNemar: channels ranked on the first ``selection`` target-up ``frames``, the claims tested on
-    the next ``n``; CH3's random sets drawn with ``seed``.  With ``random_group_seed``, also ``RANDOM_GROUP`` for
-    a group drawn with that seed.  Returns the verdicts and the ranking."""
-    if len(frames) < selection + n:
-        raise SamplingError(f"{len(frames)} target-up frames given; {selection + n} are needed")
-    confirm = frames[selection:selection + n]
+def tested_n(template: str, n: int | None = None) -> int:
+    """The levels ``template`` is tested on: ``n`` where given, else the claim's own declared n (a claim's power
+    depends on its n: the betting interval cannot tell CH3's planted drop of 0.096 from its bound 0.02 at n=64)."""
+    return TEMPLATES[template]["n"] if n is None else n
+
+
+def channel_verdicts(model: TabledCNN, frames: np.ndarray, *, selection: int, n: int | None, null_sets: int,
+                     seed: int, random_group_seed: int | None = None) -> tuple[dict[str, str], list[int]]:
+    """CH1, CH3 and McNemar: channels ranked on the first ``selection`` target-up ``frames``, each claim tested on
+    the next :func:`tested_n` of them; CH3's random sets drawn with ``seed``.  With ``random_group_seed``, also
+    ``RANDOM_GROUP`` for a group drawn with that seed.  Returns the verdicts and the ranking."""
+    sizes = {template: tested_n(template, n) for template in ("CH1", "CH3", "McNemar")}
+    if len(frames) < selection + max(sizes.values()):
+        raise SamplingError(f"{len(frames)} target-up frames given; {selection + max(sizes.values())} are needed")
+    confirm = {template: frames[selection:selection + size] for template, size in sizes.items()}
     ranked, _ = channels.rank_up_channels(model, frames[:selection])
     chosen = ranked[0]
+    group = ranked[:channels.GROUP_SIZE]
 
     def against_random_sets(group) -> Estimate | None:
         return _unless_refused(lambda: channels.group_drop_against_random_sets(
-            model, confirm, group, confidence=CONFIDENCE, null_sets=null_sets, seed=seed))
+            model, confirm["CH3"], group, confidence=CONFIDENCE, null_sets=null_sets, seed=seed))
 
-    drops = channels.excess_drop(model, confirm, chosen)
+    drops = channels.excess_drop(model, confirm["CH1"], chosen)
     excess = bounded_mean(drops, bounds=PROBABILITY_CHANGE, confidence=CONFIDENCE)
-    top = against_random_sets(ranked[:channels.GROUP_SIZE])
-    clean = run(model, confirm).actions_argmax == Action.UP
-    ablated = run(model, confirm, interventions=[Zero(site=Site(channels.SITE, channels=(chosen,)))]).actions_argmax
+    top = against_random_sets(group)
+    clean = run(model, confirm["McNemar"]).actions_argmax == Action.UP
+    ablated = run(model, confirm["McNemar"],
+                  interventions=[Zero(site=Site(channels.SITE, channels=(chosen,)))]).actions_argmax
     fewer_up = mcnemar_exact(clean.numpy(), (ablated == Action.UP).numpy(), confidence=CONFIDENCE)
-    group = ranked[:channels.GROUP_SIZE]
-    verdicts = {"CH1": _verdict("CH1", excess, n, channel=chosen),
-                "CH1 bound 0": _verdict("CH1 bound 0", excess, n, channel=chosen),
-                "CH3": _verdict("CH3", top, n, channels=group),
-                "CH3 bound 0": _verdict("CH3 bound 0", top, n, channels=group),
-                "McNemar": _verdict("McNemar", fewer_up, n)}
+    verdicts = {"CH1": _verdict("CH1", excess, sizes["CH1"], channel=chosen),
+                "CH1 bound 0": _verdict("CH1 bound 0", excess, sizes["CH1"], channel=chosen),
+                "CH3": _verdict("CH3", top, sizes["CH3"], channels=group),
+                "CH3 bound 0": _verdict("CH3 bound 0", top, sizes["CH3"], channels=group),
+                "McNemar": _verdict("McNemar", fewer_up, sizes["McNemar"])}
     if random_group_seed is not None:
         count = channels.channel_count(model, frames)
         random_group = [int(c) for c in random_channel_sets(count, channels.GROUP_SIZE, 1, seed=random_group_seed)[0]]
-        verdicts[RANDOM_GROUP] = _verdict("CH3 bound 0", against_random_sets(random_group), n, channels=random_group)
+        verdicts[RANDOM_GROUP] = _verdict("CH3 bound 0", against_random_sets(random_group), sizes["CH3"],
+                                          channels=random_group)
     return verdicts, ranked
 
 
@@ -154,10 +163,11 @@ def channel_truths(model: TabledCNN, frames: np.ndarray, ranked: list[int], *, n
     return truths
 
 
-def probe_verdicts(model: TabledCNN, frames: np.ndarray, quadrants: np.ndarray, *, train: int, n: int,
+def probe_verdicts(model: TabledCNN, frames: np.ndarray, quadrants: np.ndarray, *, train: int, n: int | None,
                    shuffles: int, seed: int) -> dict[str, str]:
-    """P1 (and P1 at chance): the claim's probe fit on the first ``train`` frames, tested on the next ``n``,
-    against ``shuffles`` label shuffles drawn with ``seed``."""
+    """P1 (and P1 at chance): the claim's probe fit on the first ``train`` frames, tested on the next
+    :func:`tested_n`, against ``shuffles`` label shuffles drawn with ``seed``."""
+    n = tested_n("P1", n)
     if len(frames) < train + n:
         raise SamplingError(f"{len(frames)} frames given; {train + n} are needed")
     result = probes.probe_accuracy(model, frames[:train], quadrants[:train], frames[train:train + n],
@@ -269,7 +279,8 @@ class Design:
     """Sizes of one repetition: levels to select channels on, the claims' n, null draws, probe training states."""
 
     selection: int = 32
-    n: int = 64
+    n: int | None = None
+    """Levels each claim is tested on; None: each claim's own declared n (:func:`tested_n`)."""
     null_sets: int = 19
     train: int = 128
     shuffles: int = 19
@@ -298,11 +309,11 @@ def true_by_construction(template: str, model: str) -> bool:
     return model == PLANTED and template != RANDOM_GROUP
 
 
-MEASURED_TRUTH = ("CH1 bound 0", "CH3 bound 0", "McNemar")
-"""Templates whose truth on a null network is measured (:func:`channel_truths`): at bound 0 a random network's
-selected channel truly lowers P(UP) a little, and zeroing one may truly change the argmax.  At the declared
-bounds (CH1, CH3) nothing is wired to UP, so a null network's claim is false by construction and every "supported"
-there counts as a false positive: the claim's own statistic never relabels a null as true."""
+MEASURED_TRUTH = ("CH1", "CH1 bound 0", "CH3", "CH3 bound 0", "McNemar")
+"""Templates whose truth on a null network is measured (:func:`channel_truths`), every channel template: at bound 0
+a random network's selected channel truly lowers P(UP) a little, and zeroing one may truly change the argmax; at the
+declared bounds a permuted planted network can still hold a channel that lowers P(UP) by 0.02 more than the others
+(the planted weights moved, not removed), which CH1 at its own n=1024 then rightly supports."""
 _TRUTH_SEEDS = 1_000_000
 """Offset of the seeds that draw the truth levels (apart from every repetition's own)."""
 _GROUP_SEEDS = 2_000_000
@@ -344,7 +355,8 @@ def repetition(rep: int, design: Design) -> dict[tuple[str, str], Outcome]:
     CustomCNN and "planted" that network with the mechanism wired in."""
     outcomes: dict[tuple[str, str], Outcome] = {}
     seed = 2 * rep
-    sample, up = target_up_sample(design.selection + design.n, seed=seed, trunk_seed=seed)
+    confirm = max(tested_n(template, design.n) for template in ("CH1", "CH3", "McNemar"))
+    sample, up = target_up_sample(design.selection + confirm, seed=seed, trunk_seed=seed)
     truth_sample, truth_up = target_up_sample(design.truth, seed=_TRUTH_SEEDS + seed, trunk_seed=seed)
     group_seed = _GROUP_SEEDS + seed if design.random_group else None
     for name in CHANNEL_MODELS:
@@ -358,7 +370,7 @@ def repetition(rep: int, design: Design) -> dict[tuple[str, str], Outcome]:
                                                else true_by_construction(template, name))
                      for template, verdict in found.items()}
     seed = 2 * rep + 1
-    sample, quadrants = probe_sample(design.train + design.n, seed=seed)
+    sample, quadrants = probe_sample(design.train + tested_n("P1", design.n), seed=seed)
     planted = quadrant_code_model(sample, quadrant=quadrants, seed=seed)
     random = random_model(sample, start="conv3a", seed=seed)
     permuted = np.random.default_rng(seed).permutation(quadrants)
