@@ -35,6 +35,7 @@ from harness.claims.calibration import (false_positive_rate, interval_misses, pa
                                         rate_misses, sequential_rate_misses)
 from harness.errors import ObservationError, PlantedModelError
 from harness.heist.actions import Action
+from harness.heist.engine import generate
 from harness.heist.sampling import sample_levels
 from harness.lenses.measures import channel_ablation_drop, target_quadrant
 from harness.policy.interventions import Zero
@@ -91,6 +92,16 @@ def test_tabled_model_is_the_full_network_it_stands_for(sample):
         # once in a full run, so the tolerance is 1e-5: still far below what a network of another seed gives (0.26)
         torch.testing.assert_close(run(random_model(sample, start=start, seed=SAMPLE_SEED), sample.frames).logits,
                                    expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frames_that_differ_off_a_coarse_grid_are_tabled_apart():
+    """Calibration levels 3034675 and 3066489 differ only between every fourth pixel (29 pixels), where a sample's look-up key
+    was first taken: the tabled sample refused them as one frame (the full calibration stopped at repetition 11)."""
+    pair = Sample.of(generate([3034675, 3066489]), trunk_seed=0)
+    assert not np.array_equal(*pair.frames)
+    assert np.array_equal(pair.frames[:, ::4, ::4], pair.frames[[1, 0], ::4, ::4])
+    torch.testing.assert_close(run(random_model(pair, start="conv4a", seed=0), pair.frames[[1, 0]]).logits,
+                               run(random_model(pair, start="conv4a", seed=0), pair.frames).logits[[1, 0]])
 
 
 def test_tabled_model_refuses_a_frame_outside_its_sample(sample):
