@@ -11,9 +11,9 @@ break its level, so it can fail.
 The planted models hold their truth by construction (default).  Slow (``-m slow``; the figures come from
 ``bench/bench_calibration.py``): the claims' own functions (CH1, CH3, P1, and a
 McNemar design; see tests/calibration.py) run through ``Claim.check`` at alpha 0.05 and each claim's own n on
-planted and null models, each repetition on fresh calibration levels and model seeds.  Where the claim is false (by construction, or for the
-channel claims on null networks as measured on many fresh levels: selection can make them true of a random
-network), its supported rate must be consistent with alpha: the lower end of its 95% Clopper-Pearson interval at
+planted and null models, each repetition on fresh calibration levels and model seeds.  Where the claim is false (by
+construction, or for the channel claims on null networks as measured on many fresh levels: selection can make them
+true of a random network), its supported rate must be consistent with alpha: the lower end of its 95% Clopper-Pearson interval at
 most alpha (a template at exactly alpha fails with probability at most 2.5%).  On planted mechanisms the power must
 be consistent with 0.8, the power statistics.md plans claims for: the upper end of its interval at least 0.8.  The
 planted effects are large (P(UP) 0.07 -> 0.17 on every target-up level; a code as large as conv3a's own spread),
@@ -95,8 +95,9 @@ def test_tabled_model_is_the_full_network_it_stands_for(sample):
 
 
 def test_frames_that_differ_off_a_coarse_grid_are_tabled_apart():
-    """Calibration levels 3034675 and 3066489 differ only between every fourth pixel (29 pixels), where a sample's look-up key
-    was first taken: the tabled sample refused them as one frame (the full calibration stopped at repetition 11)."""
+    """Calibration levels 3034675 and 3066489 differ only between every fourth pixel (29 pixels), where a sample's
+    look-up key was first taken: the tabled sample refused them as one frame (the full calibration stopped at
+    repetition 11)."""
     pair = Sample.of(generate([3034675, 3066489]), trunk_seed=0)
     assert not np.array_equal(*pair.frames)
     assert np.array_equal(pair.frames[:, ::4, ::4], pair.frames[[1, 0], ::4, ::4])
