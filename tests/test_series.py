@@ -2,6 +2,7 @@
 saved runs, the stages rebuilt from git history and checked against their cards, errors by name, and the suite
 over a list of tiny checkpoints with pytest-xdist and with Ray (the same rows)."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -188,9 +189,13 @@ def test_the_stages_are_rebuilt_from_history_and_checked_against_their_cards(sta
 def test_a_rebuilt_missing_stage_is_checked_against_its_stated_sha256(stages, tmp_path, monkeypatch):
     out, _ = stages
     (tmp_path / "stage9.pt").write_bytes((out / "stage8.pt").read_bytes())  # not stage 9's weights
+    (tmp_path / "stage9.sae-conv4a.pt").write_bytes((out / "stage8.sae-conv4a.pt").read_bytes())
     monkeypatch.setattr(series_stages, "STAGES", (series_stages.STAGES[8],))
     entry = series_stages.rebuild_stages(tmp_path, root=ROOT)["stages"][0]
     assert entry["status"] == "rebuilt, sha256 differs from the card's" and entry["actual_sha256"] != entry["sha256"]
+    sae_sha256 = hashlib.sha256((out / "stage8.sae-conv4a.pt").read_bytes()).hexdigest()
+    assert entry["saes"] == {"conv4a": {"file": "stage9.sae-conv4a.pt", "source": "rebuilt beside it",
+                                        "sha256": sae_sha256}}
 
 
 def test_a_stage_whose_file_or_sae_does_not_match_its_card_is_refused(tmp_path, monkeypatch):
@@ -279,6 +284,37 @@ def test_the_suite_runs_once_per_checkpoint_with_xdist(tiny_project):
     assert [r[COMPARED.index("family_size")] for r in _rows(out, "s2")] == [2, 1, 2]  # A1, A2, B1: one run's sizes
     with pytest.raises(ClaimError, match="a series is saved"):
         run_series([tiny_project / "ckpt"], out=out, root=tiny_project)
+
+
+@pytest.mark.slow
+def test_resume_runs_only_the_checkpoints_a_saved_series_lacks_or_that_changed(tiny_project):
+    import torch
+
+    out = run_series([tiny_project / "ckpt" / "s1.pt", tiny_project / "ckpt" / "s2.pt"], out=tiny_project / "series",
+                     root=tiny_project, workers=0)  # fmt: skip
+    first = {label: (out / "runs" / label / "claims.json").read_bytes() for label in ("s1", "s2")}
+    torch.save({"strength": torch.tensor(0.95)}, tiny_project / "ckpt" / "s2.pt")  # s2 changed since its run
+    run_series([tiny_project / "ckpt"], out=out, root=tiny_project, workers=0, resume=True)
+    meta = json.loads((out / "series.json").read_text())
+    assert meta["resumed_from"] == ["s1"] and meta["finished"] is not None
+    assert [c["label"] for c in meta["checkpoints"]] == ["s1", "s2", "s10"]
+    assert (out / "runs" / "s1" / "claims.json").read_bytes() == first["s1"]
+    assert (out / "runs" / "s2" / "claims.json").read_bytes() != first["s2"]
+    assert list(read_series(out).xs("verdict", axis=1, level="field").loc["A1-rate"]) == ["refuted", "supported",
+                                                                                          "supported"]
+
+
+def test_resume_refuses_a_series_saved_with_other_claims_or_arguments(tmp_path):
+    (tmp_path / "p.pt").write_bytes(b"policy")
+    (tmp_path / "out").mkdir()
+    saved = {"claims": ["claims"], "only": [], "pytest_args": [], "checkpoints": []}
+    (tmp_path / "out" / "series.json").write_text(json.dumps(saved))
+    with pytest.raises(ClaimError, match=r"--resume: the series in .* was run with pytest_args \[\], this run asks"):
+        run_series([tmp_path / "p.pt"], out=tmp_path / "out", pytest_args=["--sampling-seed=3"], resume=True)
+    with pytest.raises(ClaimError, match="pass one of them"):
+        run_series([tmp_path / "p.pt"], out=tmp_path / "out", overwrite=True, resume=True)
+    with pytest.raises(ClaimError, match="or --resume to run only the checkpoints it lacks"):
+        run_series([tmp_path / "p.pt"], out=tmp_path / "out")
 
 
 @pytest.mark.slow

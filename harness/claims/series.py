@@ -11,6 +11,8 @@ Commands (``python -m harness.claims.series --help``)::
     python -m harness.claims.series run --policies checkpoints/customcnn_bc --backend ray --ray-address auto
     # rewrite the tables and the plot from the saved runs
     python -m harness.claims.series report reports/series-customcnn_bc
+    # add checkpoints to a saved series (or finish one stopped part-way): only the checkpoints without a run run
+    python -m harness.claims.series run --policies checkpoints/customcnn_bc -n 2 --resume
 
 ``--policies`` takes policy files and folders of them (a folder's ``*.pt`` in natural order: ``stage2`` before
 ``stage10``); each checkpoint is labelled by its file's stem.  Any other argument goes to pytest (``--claims-heavy``,
@@ -68,11 +70,40 @@ def _run_with_xdist(checkpoints, *, claims, pytest_args, only, workers, saes, ru
         yield {"exit_status": finished.returncode, "seconds": round(seconds, 1)}
 
 
+def _sha256(path: Path) -> str:
+    from harness.policy.models import checkpoint_sha256
+
+    return checkpoint_sha256(path)
+
+
+def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args) -> dict[str, dict]:
+    """The saved series' checkpoint entries that ``--resume`` keeps, by label: those whose policy and SAE files
+    are the ones this run would use (same sha256).  A series saved with other claims, ``--only`` or pytest
+    arguments is refused: its verdicts would not be those of this run."""
+    saved = json.loads((out / SERIES_FILE).read_text(encoding="utf-8"))
+    asked = {"claims": list(claims), "only": list(only), "pytest_args": list(pytest_args)}
+    for key, value in asked.items():
+        if saved.get(key) != value:
+            raise ClaimError(f"--resume: the series in {out} was run with {key} {saved.get(key)}, this run asks for "
+                             f"{value}; resume with the same, or choose another --out")  # fmt: skip
+    by_label, kept = {c.label: c for c in checkpoints}, {}
+    for entry in saved["checkpoints"]:
+        checkpoint = by_label.get(entry["label"])
+        saved_run = out / entry["run"] / "claims.json"
+        if checkpoint is None or not saved_run.is_file() or entry["policy_sha256"] != _sha256(checkpoint.policy):
+            continue
+        recorded = load_run(out / entry["run"]).run.get("checksums", {})
+        used = {f"sae:{site}": _sha256(path) for site, path in {**checkpoint.saes, **saes}.items()}
+        if {k: v for k, v in recorded.items() if k.startswith("sae:")} == used:
+            kept[entry["label"]] = entry
+    return kept
+
+
 def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike, claims: Sequence[str] = ("claims",),
                pytest_args: Sequence[str] = (), workers: int | str = "auto", backend: str = "xdist",
                saes: Mapping[str, str | os.PathLike] | None = None, name: str | None = None,
                only: Sequence[str] = (), root: str | os.PathLike = ".", overwrite: bool = False,
-               ray_address: str | None = None) -> Path:  # fmt: skip
+               resume: bool = False, ray_address: str | None = None) -> Path:  # fmt: skip
     """Run the claim suite once per checkpoint and write the series report into ``out``; returns ``out``.
 
     ``backend="xdist"`` runs the checkpoints one after another, each with ``workers`` pytest-xdist workers
@@ -82,7 +113,9 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     a whole run, but skipped (:mod:`harness.claims.series_only`); the report lists them apart.
     ``root`` is where pytest runs (the project whose ``claims`` and ini are used).  With xdist, ``series.json``
     and the report are rewritten after each checkpoint, so a series stopped part-way keeps what it finished
-    (``finished`` stays null until the last checkpoint).
+    (``finished`` stays null until the last checkpoint).  ``resume=True`` keeps the saved series' runs of
+    checkpoints whose policy and SAE files are unchanged (same sha256) and runs the others: new checkpoints, changed
+    ones, and those a stopped series did not reach.
 
         run_series(["checkpoints/customcnn_bc"], out="reports/series-customcnn_bc", pytest_args=["--claims-heavy"])
     """
@@ -96,13 +129,18 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     if not claims:
         raise ClaimError("no claim files: pass --claims PATH (files or folders), e.g. --claims claims")
     root, out = Path(root).resolve(), Path(out).absolute()
-    if (out / SERIES_FILE).exists() and not overwrite:
-        raise ClaimError(f"a series is saved in {out}; every series is kept, so choose another --out, or pass "
-                         "--overwrite to replace it")  # fmt: skip
+    if overwrite and resume:
+        raise ClaimError("--overwrite replaces a saved series and --resume adds to it: pass one of them")
+    if (out / SERIES_FILE).exists() and not (overwrite or resume):
+        raise ClaimError(f"a series is saved in {out}; every series is kept, so choose another --out, pass "
+                         "--overwrite to replace it, or --resume to run only the checkpoints it lacks")  # fmt: skip
     saes = {site: Path(path) for site, path in (saes or {}).items()}
     missing = [f"{site}={path}" for site, path in saes.items() if not path.is_file()]
     if missing:
         raise ClaimError(f"SAE checkpoint {missing[0]} does not exist")
+    kept = {}
+    if resume and (out / SERIES_FILE).exists():
+        kept = _kept_runs(out, checkpoints, saes=saes, claims=claims, only=only, pytest_args=pytest_args)
     absent = [file for file in only if not (root / file.split("::")[0]).is_file()]
     if absent:
         raise ClaimError(f"--only {absent[0]}: no such claim file under {root}")
@@ -111,31 +149,40 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     options = {"claims": list(claims), "pytest_args": list(pytest_args), "only": list(only), "saes": saes,
                "runs_dir": runs_dir, "root": root}  # fmt: skip
+    to_run = [c for c in checkpoints if c.label not in kept]
     if backend == "ray":
         from harness.claims.series_ray import run_with_ray
 
-        results = iter(run_with_ray(checkpoints, address=ray_address, logs=logs, **options))
+        results = iter(run_with_ray(to_run, address=ray_address, logs=logs, **options))
     else:
-        results = _run_with_xdist(checkpoints, workers=workers, logs=logs, **options)
-    from harness.policy.models import checkpoint_sha256
-
+        results = _run_with_xdist(to_run, workers=workers, logs=logs, **options)
     meta = {
         "series": name or out.name, "backend": backend if backend == "ray" else f"xdist (-n {workers})",
         "claims": list(claims), "only": list(only), "pytest_args": list(pytest_args), "started": started,
         "finished": None,
         "checkpoints": [],
     }  # fmt: skip
-    for checkpoint, result in zip(checkpoints, results):
-        meta["checkpoints"].append({
-            "label": checkpoint.label, "policy": shown_path(checkpoint.policy, root),
-            "policy_sha256": checkpoint_sha256(checkpoint.policy),
-            "saes_used": load_run(runs_dir / checkpoint.label).run.get("saes"), "run": f"runs/{checkpoint.label}",
-            **result,
-        })  # fmt: skip
-        if len(meta["checkpoints"]) == len(checkpoints):
+    if kept:
+        meta["resumed_from"] = [c.label for c in checkpoints if c.label in kept]
+    done = dict(kept)
+
+    def save() -> None:
+        meta["checkpoints"] = [done[c.label] for c in checkpoints if c.label in done]
+        if len(done) == len(checkpoints):
             meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         (out / SERIES_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         write_series_report(out)
+
+    for checkpoint, result in zip(to_run, results):
+        done[checkpoint.label] = {
+            "label": checkpoint.label, "policy": shown_path(checkpoint.policy, root),
+            "policy_sha256": _sha256(checkpoint.policy),
+            "saes_used": load_run(runs_dir / checkpoint.label).run.get("saes"), "run": f"runs/{checkpoint.label}",
+            **result,
+        }  # fmt: skip
+        save()
+    if not to_run:
+        save()
     return out
 
 
@@ -174,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--ray-address", help="Ray cluster to join (e.g. auto); default: a local Ray instance")
     run.add_argument("--name", help="the series' name in its report (default: the --out folder's name)")
     run.add_argument("--overwrite", action="store_true", help="replace a series saved in --out")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the saved series' runs of unchanged checkpoints and run only the others")
     report = commands.add_parser("report", help="rewrite a series' tables and plot from its saved runs")
     report.add_argument("folder")
     args, pytest_args = parser.parse_known_args(argv)
@@ -193,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = run_series(args.policies, out=args.out or _default_out(args.policies[0]), claims=args.claims,
                             pytest_args=pytest_args, workers=args.workers,
                             backend=args.backend, saes=_sae_entries(args.sae), name=args.name, only=args.only,
-                            overwrite=args.overwrite, ray_address=args.ray_address)  # fmt: skip
+                            overwrite=args.overwrite, resume=args.resume, ray_address=args.ray_address)  # fmt: skip
         print(f"series report written to {folder}")
         return 0
     except ClaimError as exc:

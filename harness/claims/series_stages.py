@@ -6,7 +6,8 @@ their time, so their weights are in git history, and so are the conv3a and conv4
 SAE card commands (the SAE cards of those commits name the policy's sha256, which is checked too).  Stage 10 is the
 shipped agent, in the tree with its SAEs.  Stages 7 and 9 were never committed: they are reported as missing with
 their rebuild command, and checked against their stated sha256 when a rebuilt file is put in the folder (a rebuild
-may differ in its last digits: CPU thread scheduling changes them, the card says).
+may differ in its last digits: CPU thread scheduling changes them, the card says); SAEs put beside a rebuilt stage
+(``stageN.sae-conv3a.pt``, trained on it by the SAE card commands) are listed with their sha256.
 
     python -m harness.claims.series stages --out checkpoints/customcnn_bc
 
@@ -64,6 +65,17 @@ def _in_git(number: int, commit: str, sae_commit: str) -> Stage:
 IMITATION = "python -m harness.training.imitation"
 LATE_FLAGS = "--part-played 0.5 --multi-lock-share 0.5 --lr 3e-4 --expert-frames 150000 --iterations 3 " \
              "--time-budget-minutes 90"  # fmt: skip
+SAE_TRAIN = "python -m harness.training.sae train --frames 8000 --steps 4000 --seed 0 --topk 16"  # the SAE cards'
+
+
+def _rebuild(number: int, before_commit: str, seed: int, note: str) -> str:
+    """The commands that retrain a stage never committed from the stage before it, then its SAEs beside it."""
+    before, after = f"stage{number - 1}.pt", f"stage{number}"
+    saes = " && ".join(f"{SAE_TRAIN} --policy {after}.pt --site {site} --out {after}.sae-{site}.pt" for site in SITES)
+    return (f"git show {before_commit}:{OLD_POLICY} > {before} && {IMITATION} --out {after}.pt --init {before} "
+            f"--seed {seed} {LATE_FLAGS} && {saes}  ({note})")
+
+
 STAGES = (
     _in_git(1, "03a38ff", "367784d"),  # the SAEs were retrained on stage 1 after it shipped, and on stage 2 too
     _in_git(2, "f7b079a", "96b1e2c"),
@@ -72,15 +84,12 @@ STAGES = (
     _in_git(5, "4f5b195", "4f5b195"),
     _in_git(6, "b617aba", "b617aba"),
     Stage(number=7, commit=None, policy=None, sha256_in=(f"{CARD_DIR}/stages/stage7.eval.json", JSON_SHA),
-          rebuild="git show b617aba:fixtures/agents/customcnn_bc.pt > stage6.pt && "
-                  f"{IMITATION} --out stage7.pt --init stage6.pt --seed 5 {LATE_FLAGS}  "
-                  "(the card at commit 69a209e; about 60 minutes on 2 cores)"),
+          rebuild=_rebuild(7, "b617aba", 5, "the card at commit 69a209e; about 60 minutes on 2 cores")),
     _in_git(8, "69a209e", "69a209e"),
     Stage(number=9, commit=None, policy=None,
           sha256_in=(f"{CARD_DIR}/card.md", r"Stage 9's weights are not in git \(sha256\s+`([0-9a-f]{64})`"),
-          rebuild="git show 69a209e:fixtures/agents/customcnn_bc.pt > stage8.pt && "
-                  f"{IMITATION} --out stage9.pt --init stage8.pt --seed 7 {LATE_FLAGS}  "
-                  f"(the card, {CARD_DIR}/card.md; about 25-60 minutes on 2 cores)"),
+          rebuild=_rebuild(9, "69a209e", 7, f"the card, {CARD_DIR}/card.md; about 25-60 minutes on 2 cores, 88 on one thread beside "
+                           "other jobs")),
     Stage(number=10, commit=None, policy=f"{CARD_DIR}/policy.pt", sha256_in=(f"{CARD_DIR}/card.md",
           r"\*\*sha256\*\*: `([0-9a-f]{64})`"), saes=tuple(
           (site, f"fixtures/saes/customcnn_bc_{site}/sae.pt", f"fixtures/saes/customcnn_bc_{site}/card.md")
@@ -147,7 +156,10 @@ def _stage_entry(root: Path, out: Path, stage: Stage) -> dict[str, Any]:
             return {**entry, "status": "missing"}
         actual = _sha(target.read_bytes())  # a rebuilt file the user put here
         status = "rebuilt, sha256 as stated" if actual == expected else "rebuilt, sha256 differs from the card's"
-        return {**entry, "status": status, "policy": target.name, "actual_sha256": actual}
+        saes = {site: {"file": f"{stage.label}.sae-{site}.pt", "source": "rebuilt beside it",
+                       "sha256": _sha((out / f"{stage.label}.sae-{site}.pt").read_bytes())}
+                for site in SITES if (out / f"{stage.label}.sae-{site}.pt").is_file()}  # fmt: skip
+        return {**entry, "status": status, "policy": target.name, "actual_sha256": actual, "saes": saes}
     data = _read(root, stage.commit, stage.policy)
     if _sha(data) != expected:
         raise ClaimError(f"{stage.label}: {stage.commit or 'the tree'}:{stage.policy} has sha256 {_sha(data)}, but "
