@@ -296,7 +296,8 @@ def test_resume_runs_only_the_checkpoints_a_saved_series_lacks_or_that_changed(t
     torch.save({"strength": torch.tensor(0.95)}, tiny_project / "ckpt" / "s2.pt")  # s2 changed since its run
     run_series([tiny_project / "ckpt"], out=out, root=tiny_project, workers=0, resume=True)
     meta = json.loads((out / "series.json").read_text())
-    assert meta["resumed_from"] == ["s1"] and meta["finished"] is not None
+    assert meta["kept_from_before"] == ["s1"] and meta["finished"] is not None and meta["resumed"] >= meta["started"]
+    assert "- kept from before: s1" in (out / "series.md").read_text()
     assert [c["label"] for c in meta["checkpoints"]] == ["s1", "s2", "s10"]
     assert (out / "runs" / "s1" / "claims.json").read_bytes() == first["s1"]
     assert (out / "runs" / "s2" / "claims.json").read_bytes() != first["s2"]

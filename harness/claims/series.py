@@ -162,8 +162,9 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
         "finished": None,
         "checkpoints": [],
     }  # fmt: skip
-    if kept:
-        meta["resumed_from"] = [c.label for c in checkpoints if c.label in kept]
+    if kept:  # the series began with its first run; this run resumed it
+        meta["started"] = json.loads((out / SERIES_FILE).read_text(encoding="utf-8"))["started"]
+        meta["resumed"], meta["kept_from_before"] = started, [c.label for c in checkpoints if c.label in kept]
     done = dict(kept)
 
     def save() -> None:
@@ -234,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             manifest = rebuild_stages(args.out)
             for stage in manifest["stages"]:
                 extra = f": {stage['rebuild']}" if "rebuild" in stage and stage["status"] == "missing" else ""
-                print(f"{stage['label']}: {stage['status']} (sha256 {stage['sha256'][:16]}){extra}")
+                rebuilt = f", rebuilt {stage['actual_sha256'][:16]}" if "actual_sha256" in stage else ""
+                print(f"{stage['label']}: {stage['status']} (sha256 {stage['sha256'][:16]}{rebuilt}){extra}")
             return 0
         if args.command == "report":
             print("\n".join(map(str, write_series_report(args.folder))))

@@ -86,7 +86,8 @@ def _checkpoint_lines(meta: Mapping[str, Any]) -> list[tuple[str, ...]]:
 
 
 CHECKPOINT_COLUMNS = ("checkpoint", "policy", "sha256", "SAEs used", "seconds", "pytest exit")
-SERIES_KEYS = ("series", "backend", "claims", "only", "pytest_args", "started", "finished")
+SERIES_KEYS = ("series", "backend", "claims", "only", "pytest_args", "started", "resumed", "kept_from_before",
+               "finished")
 
 
 def render_series_markdown(meta: Mapping[str, Any], runs: Runs) -> str:
