@@ -15,10 +15,11 @@ import pytest
 import harness
 from harness.claims import series_stages
 from harness.claims.charts import series_svg
+from harness.claims.provenance import harness_sha256
 from harness.claims.records import ClaimRecord
 from harness.claims.report import write_report
 from harness.claims.runs import RunReport, load_run, load_series, read_series
-from harness.claims.series import main, run_series
+from harness.claims.series import _same_code, main, run_series
 from harness.claims.series_checkpoints import ONLY_REASON, find_checkpoints
 from harness.claims.series_ray import merge_file_runs
 from harness.claims.series_report import first_supported, write_series_report
@@ -287,7 +288,7 @@ def test_the_suite_runs_once_per_checkpoint_with_xdist(tiny_project):
 
 
 @pytest.mark.slow
-def test_resume_runs_only_the_checkpoints_a_saved_series_lacks_or_that_changed(tiny_project):
+def test_resume_runs_only_the_checkpoints_a_saved_series_lacks_or_whose_files_or_code_changed(tiny_project):
     import torch
 
     out = run_series([tiny_project / "ckpt" / "s1.pt", tiny_project / "ckpt" / "s2.pt"], out=tiny_project / "series",
@@ -303,6 +304,27 @@ def test_resume_runs_only_the_checkpoints_a_saved_series_lacks_or_that_changed(t
     assert (out / "runs" / "s2" / "claims.json").read_bytes() != first["s2"]
     assert list(read_series(out).xs("verdict", axis=1, level="field").loc["A1-rate"]) == ["refuted", "supported",
                                                                                           "supported"]
+    with open(tiny_project / "claims" / "test_b.py", "a") as claim_file:
+        claim_file.write("# a claim file edited after the runs: none of them is kept\n")
+    run_series([tiny_project / "ckpt"], out=out, root=tiny_project, workers=0, resume=True)
+    assert "kept_from_before" not in json.loads((out / "series.json").read_text())
+    assert (out / "runs" / "s1" / "claims.json").read_bytes() != first["s1"]
+
+
+def test_a_saved_run_is_kept_only_if_it_ran_this_harness_code_and_these_claim_files(tmp_path):
+    (tmp_path / "claims").mkdir()
+    claim_file = tmp_path / "claims" / "test_a.py"
+    claim_file.write_text("BOUND = 0.5\n")
+    source = hashlib.sha256(claim_file.read_bytes()).hexdigest()
+
+    def saved(harness: str | None) -> RunReport:
+        return RunReport(run={"harness_sha256": harness},
+                         claims=(row("A", "supported", 0.9, test="claims/test_a.py::t", source_sha256=source),))
+
+    assert _same_code(saved(harness_sha256()), tmp_path)
+    assert not _same_code(saved("0" * 64), tmp_path) and not _same_code(saved(None), tmp_path)  # None: not recorded
+    claim_file.write_text("BOUND = 0.4\n")
+    assert not _same_code(saved(harness_sha256()), tmp_path)
 
 
 def test_resume_refuses_a_series_saved_with_other_claims_or_arguments(tmp_path):

@@ -36,6 +36,7 @@ import torch
 from harness.claims.claim import Claim
 from harness.claims.declaration import CONFIRMATION
 from harness.claims.options import ClaimsOptions, add_options
+from harness.claims.provenance import file_sha256, harness_sha256
 from harness.claims.session import CLAIM, ClaimRun
 from harness.errors import ClaimError, SamplingError, UnknownSiteError
 from harness.policy.roles import is_role, role_site
@@ -193,7 +194,7 @@ def selection_cache(claims_options: ClaimsOptions) -> Callable:
 
     def cached(name: str, select: Callable[[], Any]) -> Any:
         source = Path(select.__code__.co_filename)
-        key = hashlib.sha256(f"{base}|{name}|{_file_sha256(source)}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{base}|{name}|{file_sha256(source)}".encode()).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}-{key}.json"
         with open(folder / f"{name}-{key}.lock", "w") as lock:
@@ -208,18 +209,12 @@ def selection_cache(claims_options: ClaimsOptions) -> Callable:
     return cached
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _selection_key_base(options: ClaimsOptions) -> str:
     """What every cached selection depends on besides its own file: the checkpoints (by content), the sampling
     seed and the harness's source."""
     models = [options.policy, *options.saes.values()]
-    checkpoints = [_file_sha256(path) if path is not None and path.is_file() else "-" for path in models]
-    package = Path(__file__).resolve().parent.parent
-    harness = hashlib.sha256(b"".join(_file_sha256(p).encode() for p in sorted(package.rglob("*.py"))))
-    return f"{checkpoints}|{options.sampling_seed}|{harness.hexdigest()}"
+    checkpoints = [file_sha256(path) if path is not None and path.is_file() else "-" for path in models]
+    return f"{checkpoints}|{options.sampling_seed}|{harness_sha256()}"
 
 
 def _draw(options: ClaimsOptions, seeds: str, n: int, *, where=None, mode: str = "easy") -> list:

@@ -1,4 +1,5 @@
-"""Where a run came from: the commit and versions it ran with, and the content hash of each claim's source."""
+"""Where a run came from: the commit and versions it ran with, the content hash of the harness's code, and that of
+each claim's source."""
 
 import hashlib
 import platform
@@ -7,7 +8,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["file_sha256", "run_environment"]
+__all__ = ["file_sha256", "harness_sha256", "run_environment"]
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -34,13 +35,21 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
+def harness_sha256() -> str:
+    """sha256 over the harness package's Python files (in path order): two runs with the same value ran the same
+    harness code, whatever their commits."""
+    package = Path(__file__).resolve().parent.parent
+    return hashlib.sha256(b"".join(file_sha256(p).encode() for p in sorted(package.rglob("*.py")))).hexdigest()
+
+
 def run_environment(root: Path) -> dict[str, Any]:
-    """The commit of ``root`` (and whether tracked files differ from it), the Python, numpy, torch and pytest
-    versions, and the platform."""
+    """The commit of ``root`` (and whether tracked files differ from it), the harness code's hash, the Python,
+    numpy, torch and pytest versions, and the platform."""
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {
         "git_commit": _git(root, "rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
+        "harness_sha256": harness_sha256(),
         "python": platform.python_version(),
         **{package: _version(package) for package in ("numpy", "torch", "pytest")},
         "platform": platform.platform(),

@@ -39,7 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.claims.report import relative_to_project
-from harness.claims.runs import SERIES_FILE, load_run
+from harness.claims.provenance import file_sha256, harness_sha256
+from harness.claims.runs import SERIES_FILE, RunReport, load_run
 from harness.claims.series_checkpoints import (
     check_finished, find_checkpoints, only_arguments, pytest_command, shown_path,
 )
@@ -76,10 +77,20 @@ def _sha256(path: Path) -> str:
     return checkpoint_sha256(path)
 
 
-def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args) -> dict[str, dict]:
+def _same_code(run: RunReport, root: Path) -> bool:
+    """Whether a saved run ran this harness code (its recorded ``harness_sha256``; runs from before it was recorded
+    count as different) and these claim files (each claim's ``source_sha256`` against its file now)."""
+    if run.run.get("harness_sha256") != harness_sha256():
+        return False
+    files = {r.test.split("::")[0]: r.source_sha256 for r in run.claims if r.test}
+    return all(file_sha256(root / file) == sha for file, sha in files.items())
+
+
+def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args, root: Path) -> dict[str, dict]:
     """The saved series' checkpoint entries that ``--resume`` keeps, by label: those whose policy and SAE files
-    are the ones this run would use (same sha256).  A series saved with other claims, ``--only`` or pytest
-    arguments is refused: its verdicts would not be those of this run."""
+    are the ones this run would use (same sha256) and that ran the same harness code and claim files.  A series
+    saved with other claims, ``--only`` or pytest arguments is refused: its verdicts would not be those of this
+    run."""
     saved = json.loads((out / SERIES_FILE).read_text(encoding="utf-8"))
     asked = {"claims": list(claims), "only": list(only), "pytest_args": list(pytest_args)}
     for key, value in asked.items():
@@ -92,9 +103,10 @@ def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args) -> di
         saved_run = out / entry["run"] / "claims.json"
         if checkpoint is None or not saved_run.is_file() or entry["policy_sha256"] != _sha256(checkpoint.policy):
             continue
-        recorded = load_run(out / entry["run"]).run.get("checksums", {})
+        run = load_run(out / entry["run"])
+        recorded = {k: v for k, v in run.run.get("checksums", {}).items() if k.startswith("sae:")}
         used = {f"sae:{site}": _sha256(path) for site, path in {**checkpoint.saes, **saes}.items()}
-        if {k: v for k, v in recorded.items() if k.startswith("sae:")} == used:
+        if recorded == used and _same_code(run, root):
             kept[entry["label"]] = entry
     return kept
 
@@ -114,8 +126,9 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     ``root`` is where pytest runs (the project whose ``claims`` and ini are used).  With xdist, ``series.json``
     and the report are rewritten after each checkpoint, so a series stopped part-way keeps what it finished
     (``finished`` stays null until the last checkpoint).  ``resume=True`` keeps the saved series' runs of
-    checkpoints whose policy and SAE files are unchanged (same sha256) and runs the others: new checkpoints, changed
-    ones, and those a stopped series did not reach.
+    checkpoints whose policy and SAE files are unchanged (same sha256) and that ran the same harness code and claim
+    files, and runs the others: new checkpoints, changed ones, those a stopped series did not reach, and all of them
+    after a change to the code that decides their verdicts.
 
         run_series(["checkpoints/customcnn_bc"], out="reports/series-customcnn_bc", pytest_args=["--claims-heavy"])
     """
@@ -140,7 +153,7 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
         raise ClaimError(f"SAE checkpoint {missing[0]} does not exist")
     kept = {}
     if resume and (out / SERIES_FILE).exists():
-        kept = _kept_runs(out, checkpoints, saes=saes, claims=claims, only=only, pytest_args=pytest_args)
+        kept = _kept_runs(out, checkpoints, saes=saes, claims=claims, only=only, pytest_args=pytest_args, root=root)
     absent = [file for file in only if not (root / file.split("::")[0]).is_file()]
     if absent:
         raise ClaimError(f"--only {absent[0]}: no such claim file under {root}")
