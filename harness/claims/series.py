@@ -71,12 +71,6 @@ def _run_with_xdist(checkpoints, *, claims, pytest_args, only, workers, saes, ru
         yield {"exit_status": finished.returncode, "seconds": round(seconds, 1)}
 
 
-def _sha256(path: Path) -> str:
-    from harness.policy.models import checkpoint_sha256
-
-    return checkpoint_sha256(path)
-
-
 def _same_code(run: RunReport, root: Path) -> bool:
     """Whether a saved run ran this harness code (its recorded ``harness_sha256``; runs from before it was recorded
     count as different) and these claim files (each claim's ``source_sha256`` against its file now)."""
@@ -86,8 +80,9 @@ def _same_code(run: RunReport, root: Path) -> bool:
     return all(file_sha256(root / file) == sha for file, sha in files.items())
 
 
-def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args, root: Path) -> dict[str, dict]:
-    """The saved series' checkpoint entries that ``--resume`` keeps, by label: those whose policy and SAE files
+def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args,
+               root: Path) -> tuple[str, dict[str, dict]]:  # fmt: skip
+    """When the saved series started, and its checkpoint entries that ``--resume`` keeps, by label: those whose policy and SAE files
     are the ones this run would use (same sha256) and that ran the same harness code and claim files.  A series
     saved with other claims, ``--only`` or pytest arguments is refused: its verdicts would not be those of this
     run."""
@@ -101,14 +96,14 @@ def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args, root:
     for entry in saved["checkpoints"]:
         checkpoint = by_label.get(entry["label"])
         saved_run = out / entry["run"] / "claims.json"
-        if checkpoint is None or not saved_run.is_file() or entry["policy_sha256"] != _sha256(checkpoint.policy):
+        if checkpoint is None or not saved_run.is_file() or entry["policy_sha256"] != file_sha256(checkpoint.policy):
             continue
         run = load_run(out / entry["run"])
         recorded = {k: v for k, v in run.run.get("checksums", {}).items() if k.startswith("sae:")}
-        used = {f"sae:{site}": _sha256(path) for site, path in {**checkpoint.saes, **saes}.items()}
+        used = {f"sae:{site}": file_sha256(path) for site, path in {**checkpoint.saes, **saes}.items()}
         if recorded == used and _same_code(run, root):
             kept[entry["label"]] = entry
-    return kept
+    return saved["started"], kept
 
 
 def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike, claims: Sequence[str] = ("claims",),
@@ -151,9 +146,10 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     missing = [f"{site}={path}" for site, path in saes.items() if not path.is_file()]
     if missing:
         raise ClaimError(f"SAE checkpoint {missing[0]} does not exist")
-    kept = {}
+    first_started, kept = None, {}
     if resume and (out / SERIES_FILE).exists():
-        kept = _kept_runs(out, checkpoints, saes=saes, claims=claims, only=only, pytest_args=pytest_args, root=root)
+        first_started, kept = _kept_runs(out, checkpoints, saes=saes, claims=claims, only=only,
+                                         pytest_args=pytest_args, root=root)  # fmt: skip
     absent = [file for file in only if not (root / file.split("::")[0]).is_file()]
     if absent:
         raise ClaimError(f"--only {absent[0]}: no such claim file under {root}")
@@ -176,7 +172,7 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
         "checkpoints": [],
     }  # fmt: skip
     if kept:  # the series began with its first run; this run resumed it
-        meta["started"] = json.loads((out / SERIES_FILE).read_text(encoding="utf-8"))["started"]
+        meta["started"] = first_started
         meta["resumed"], meta["kept_from_before"] = started, [c.label for c in checkpoints if c.label in kept]
     done = dict(kept)
 
@@ -190,7 +186,7 @@ def run_series(policies: Sequence[str | os.PathLike], *, out: str | os.PathLike,
     for checkpoint, result in zip(to_run, results):
         done[checkpoint.label] = {
             "label": checkpoint.label, "policy": shown_path(checkpoint.policy, root),
-            "policy_sha256": _sha256(checkpoint.policy),
+            "policy_sha256": file_sha256(checkpoint.policy),
             "saes_used": load_run(runs_dir / checkpoint.label).run.get("saes"), "run": f"runs/{checkpoint.label}",
             **result,
         }  # fmt: skip
