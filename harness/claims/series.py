@@ -82,10 +82,10 @@ def _same_code(run: RunReport, root: Path) -> bool:
 
 def _kept_runs(out: Path, checkpoints, *, saes, claims, only, pytest_args,
                root: Path) -> tuple[str, dict[str, dict]]:  # fmt: skip
-    """When the saved series started, and its checkpoint entries that ``--resume`` keeps, by label: those whose policy and SAE files
-    are the ones this run would use (same sha256) and that ran the same harness code and claim files.  A series
-    saved with other claims, ``--only`` or pytest arguments is refused: its verdicts would not be those of this
-    run."""
+    """When the saved series started, and its checkpoint entries that ``--resume`` keeps, by label: those whose
+    policy and SAE files are the ones this run would use (same sha256) and that ran the same harness code and
+    claim files.  A series saved with other claims, ``--only`` or pytest arguments is refused: its verdicts would
+    not be those of this run."""
     saved = json.loads((out / SERIES_FILE).read_text(encoding="utf-8"))
     asked = {"claims": list(claims), "only": list(only), "pytest_args": list(pytest_args)}
     for key, value in asked.items():
