@@ -21,7 +21,7 @@ from harness.claims.report import write_report
 from harness.claims.runs import RunReport, load_run, load_series, read_series
 from harness.claims.series import _same_code, main, run_series
 from harness.claims.series_checkpoints import ONLY_REASON, find_checkpoints
-from harness.claims.series_ray import merge_file_runs
+from harness.claims.series_ray import merge_file_runs, project_on_this_node
 from harness.claims.series_report import first_supported, write_series_report
 from harness.errors import ClaimError
 
@@ -365,3 +365,38 @@ def test_ray_runs_a_task_per_checkpoint_and_file_and_merges_the_same_rows(tiny_p
     for label in ("s1", "s2", "s10"):
         assert _rows(by_ray, label) == _rows(xdist, label)
     assert (read_series(by_ray).fillna(0) == read_series(xdist).fillna(0)).all().all()
+
+
+@pytest.mark.slow
+def test_ray_spreads_the_tasks_over_the_nodes_of_a_cluster(tiny_project):
+    """Two Ray nodes of one core each (Ray's own multi-node test cluster, on one machine): the series joins the
+    cluster, both nodes run tasks, each run says which node ran each file, and the rows are the one-node rows."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    one_node = run_series([tiny_project / "ckpt"], out=tiny_project / "one-node", root=tiny_project, workers=0)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address)
+        out = run_series([tiny_project / "ckpt"], out=tiny_project / "cluster", root=tiny_project, backend="ray")
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    tasks = [t for label in ("s1", "s2", "s10") for t in load_run(out / "runs" / label).run["ray_tasks"]]
+    assert sorted(t["file"] for t in tasks) == ["claims/test_a.py"] * 3 + ["claims/test_b.py"] * 3
+    assert len({t["node"] for t in tasks}) == 2
+    for label in ("s1", "s2", "s10"):
+        assert _rows(out, label) == _rows(one_node, label)
+
+
+def test_a_ray_task_finds_the_project_at_the_drivers_path_else_in_its_working_directory(tmp_path, monkeypatch):
+    shared, shipped = tmp_path / "shared", tmp_path / "shipped"  # a shared checkout; runtime_env's unpacked copy
+    for project in (shared, shipped):
+        (project / "claims").mkdir(parents=True)
+    monkeypatch.chdir(shipped)
+    assert project_on_this_node(str(shared), ["claims"]) == str(shared)
+    assert project_on_this_node(str(tmp_path / "elsewhere"), ["claims"]) == str(shipped)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ClaimError, match=r"no claims under .*elsewhere .* nor under its working directory"):
+        project_on_this_node(str(tmp_path / "elsewhere"), ["claims"])

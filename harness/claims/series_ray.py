@@ -6,13 +6,15 @@ claims and skips the rest, so every family has the size it has in one run and ea
 The series keeps each claim's row from its own file's task, fills Holm's adjusted p-values across the merged run
 (as the xdist controller does once every worker's rows are in), and writes the run with the same writers.  Ray
 does all the scheduling (``num_cpus=1`` per task); the checkpoint files travel with the tasks, and the code comes
-from the project at ``root`` on each node (a shared checkout, or Ray's ``runtime_env`` when joining a cluster).
+from the project at ``root`` on each node (a shared checkout), else from the task's working directory (Ray's
+``runtime_env={"working_dir": ...}``, given to ``ray.init`` by the caller who starts the Ray instance).
 
 Needs the optional extra: ``pip install -e '.[ray]'``.  Joins the Ray instance the caller started
 (``ray.init(num_cpus=2)``), else the cluster at ``address`` (``auto``, ``ray://...``), else starts a local one.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,7 @@ from harness.claims.series_checkpoints import (
 )
 from harness.errors import ClaimError
 
-__all__ = ["claim_files", "merge_file_runs", "run_with_ray"]
+__all__ = ["claim_files", "merge_file_runs", "project_on_this_node", "run_with_ray"]
 
 PYTHON_FILES = ("test_*.py", "*_test.py")  # pytest's default python_files
 
@@ -51,10 +53,24 @@ def claim_files(claims: Sequence[str], root: Path) -> list[str]:
     return found
 
 
+def project_on_this_node(root: str, claims: Sequence[str]) -> str:
+    """Where a task finds the project: at ``root``, the driver's path (a shared checkout), else in the task's working
+    directory (where Ray's ``runtime_env={"working_dir": ...}`` unpacks it on a node without that path)."""
+    for folder in (root, os.getcwd()):
+        if all((Path(folder) / claim).exists() for claim in claims):
+            return folder
+    raise ClaimError(f"node {socket.gethostname()} has no {', '.join(claims)} under {root} (the driver's project) nor "
+                     f"under its working directory {os.getcwd()}: give each node a checkout at {root}, or start Ray "
+                     f"with runtime_env={{'working_dir': <the project>}} and run the series from that Ray instance")
+
+
 def _run_one_file(root: str, claims: list[str], only: str, run: str, report_dir: str, models: dict[str, bytes],
                   pytest_args: list[str]) -> dict[str, Any]:  # fmt: skip
     """A Ray task: pytest on the suite, running ``only``'s claims on the checkpoint given as bytes (``policy`` and
-    ``sae:<site>``); returns its ``claims.json`` text, exit status, output tail and seconds."""
+    ``sae:<site>``); returns its ``claims.json`` text, exit status, output tail, seconds and where it ran (Ray's
+    node id and the host's name)."""
+    import ray
+
     with tempfile.TemporaryDirectory(prefix="series-task-") as scratch:
         paths = {}
         for key, data in models.items():
@@ -66,12 +82,13 @@ def _run_one_file(root: str, claims: list[str], only: str, run: str, report_dir:
                                  pytest_args=[*pytest_args, *only_arguments([only])])  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # one core per task
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env)
+        done = subprocess.run(command, cwd=project_on_this_node(root, claims), capture_output=True, text=True, env=env)
         claims_json = Path(report_dir) / run / "claims.json"
         return {
             "exit_status": done.returncode, "output": (done.stdout + done.stderr)[-6000:],
             "claims_json": claims_json.read_text(encoding="utf-8") if claims_json.is_file() else None,
             "seconds": time.perf_counter() - started,
+            "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
         }  # fmt: skip
 
 
@@ -113,8 +130,9 @@ def run_with_ray(checkpoints, *, claims: Sequence[str], pytest_args: Sequence[st
                  runs_dir: Path, root: Path, logs: Path, only: Sequence[str] = (),
                  address: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Run every checkpoint x claim file (those of ``only`` when given) as a Ray task, merge each checkpoint's tasks
-    into ``runs_dir/<label>/``; returns per checkpoint ``{"exit_status", "seconds"}`` (seconds summed over its
-    tasks).  Claims of files outside ``only`` keep their skipped rows, as in an xdist run with ``only``."""
+    into ``runs_dir/<label>/`` (its ``ray_tasks`` say which node ran each file); returns per checkpoint
+    ``{"exit_status", "seconds"}`` (seconds summed over its tasks).  Claims of files outside ``only`` keep their
+    skipped rows, as in an xdist run with ``only``."""
     try:
         import ray
     except ImportError as exc:
@@ -146,7 +164,9 @@ def run_with_ray(checkpoints, *, claims: Sequence[str], pytest_args: Sequence[st
         merged = merge_file_runs(c.label, parts)
         given = {s: shown_path(p, root) for s, p in {**c.saes, **saes}.items()}  # the tasks had temporary copies
         saes_used = {**(merged.run.get("saes") or {}), **given}
-        shown = {"policy": shown_path(c.policy, root), "backend": "ray", "saes": saes_used}
+        where = [{"file": f, **{k: results[c.label, f][k] for k in ("node", "host")},
+                  "seconds": round(results[c.label, f]["seconds"], 1)} for f in files]  # fmt: skip
+        shown = {"policy": shown_path(c.policy, root), "backend": "ray", "saes": saes_used, "ray_tasks": where}
         write_report(RunReport(run={**merged.run, **shown}, claims=merged.claims), runs_dir / c.label, root=root)
         done.append({"exit_status": merged.run["exit_status"],
                      "seconds": round(sum(results[c.label, f]["seconds"] for f in files), 1)})  # fmt: skip
