@@ -42,10 +42,16 @@ def harness_sha256() -> str:
     return hashlib.sha256(b"".join(file_sha256(p).encode() for p in sorted(package.rglob("*.py")))).hexdigest()
 
 
+SOURCE_FILES = ("*.py", "*.toml", "*.cfg", "*.ini")
+"""What ``git_dirty`` looks at: code and configuration.  Reports a run writes (even committed ones) are outputs,
+and the models and SAEs a run reads are recorded by their sha256."""
+
+
 def run_environment(root: Path) -> dict[str, Any]:
-    """The commit of ``root`` (and whether tracked files differ from it), the harness code's hash, the Python,
-    numpy, torch and pytest versions, and the platform."""
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    """The commit of ``root`` (and whether tracked source files, :data:`SOURCE_FILES`, differ from it), the harness
+    code's hash, the Python, numpy, torch and pytest versions, and the platform."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--",
+                  *(f":/{pattern}" for pattern in SOURCE_FILES))  # the whole repository, whichever folder root is
     return {
         "git_commit": _git(root, "rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
