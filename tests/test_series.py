@@ -400,3 +400,17 @@ def test_a_ray_task_finds_the_project_at_the_drivers_path_else_in_its_working_di
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ClaimError, match=r"no claims under .*elsewhere .* nor under its working directory"):
         project_on_this_node(str(tmp_path / "elsewhere"), ["claims"])
+
+
+@pytest.mark.slow
+def test_a_ray_task_finds_the_project_ray_shipped_to_its_working_directory(tiny_project):
+    """Ray's ``runtime_env={"working_dir": ...}`` unpacks the project into each task's working directory: a task on
+    a node without the driver's path (here a path that exists nowhere) runs it from there."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, runtime_env={"working_dir": str(tiny_project)})
+    try:
+        found = ray.get(ray.remote(project_on_this_node).remote(str(tiny_project / "elsewhere"), ["claims"]))
+    finally:
+        ray.shutdown()
+    assert Path(found) != tiny_project
+    assert (Path(found) / "claims" / "test_a.py").read_text() == (tiny_project / "claims" / "test_a.py").read_text()
