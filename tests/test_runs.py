@@ -156,6 +156,23 @@ def test_each_row_carries_its_source_hash_and_the_earlier_runs_of_that_source(cl
     assert [h["run"] for h in rows_of(claims, "r4")["H-sup"]["history"]] == ["r3"]
 
 
+def test_the_same_claim_on_other_models_is_another_test_not_a_rerun(claims, monkeypatch):
+    """A report folder holding runs of several agents (or a series' checkpoints) lists as earlier runs of a claim
+    only those on the same models: a checkpoint series' runs are not reruns of each other."""
+    from test_plugin import CONFTEST
+
+    claims.makeconftest(CONFTEST.replace("    import pytest\n", "    import os\n    import pytest\n", 1).replace(
+        '"sha256:feed"', 'os.environ.get("POLICY_SHA", "sha256:feed")'))
+    run_claims(claims, "--claims-run", "r1")
+    monkeypatch.setenv("POLICY_SHA", "sha256:beef")
+    run_claims(claims, "--claims-run", "r2")
+    assert rows_of(claims, "r2")["H-ref"]["checksums"] == {"policy": "sha256:beef"}
+    assert rows_of(claims, "r2")["H-ref"]["history"] == []
+    monkeypatch.delenv("POLICY_SHA")
+    run_claims(claims, "--claims-run", "r3")
+    assert [h["run"] for h in rows_of(claims, "r3")["H-ref"]["history"]] == ["r1"]
+
+
 def test_a_partial_family_and_heavy_claims_are_flagged(claims):
     """Issue 19 item 8 (partial family) and issue 21 E (heavy claims deselected unless asked for)."""
     claims.makepyfile(test_heavy="""

@@ -183,8 +183,9 @@ class ClaimRecord:
     source_sha256: str | None = None
     """sha256 of the claim's source (the content of its test file), so reruns of the same claim can be found."""
     history: tuple[Mapping[str, Any], ...] = ()
-    """Earlier runs in the same report folder of this claim id with the same ``source_sha256``, oldest first: each
-    ``{"run", "started", "sampling_seed", "verdict", "estimate"}``; ``len(history)`` is how many there were."""
+    """Earlier runs in the same report folder of this claim id with the same ``source_sha256`` on the same models
+    (``checksums``), oldest first: each ``{"run", "started", "sampling_seed", "verdict", "estimate"}``;
+    ``len(history)`` is how many there were."""
     histogram: Histogram | None = None
     figures: tuple[Figure, ...] = ()
 

@@ -222,14 +222,15 @@ def _facts(r: ClaimRecord) -> dict[str, Any]:
 
 
 def _history_html(history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Earlier runs of the same claim (same source), so that a rerun until supported shows (issue 19, item 8)."""
+    """Earlier runs of the same claim (same source, same models), so that a rerun until supported shows (issue 19,
+    item 8)."""
     if not history:
         return []
     e = html.escape
     columns = sorted({key for run in history for key in run}, key=lambda k: (k != "run", k))
     return [
         f'<p class="history"><b>{len(history)} earlier run{"s" * (len(history) > 1)} of this claim</b> (same '
-        "source):</p><table>" + "".join(f"<th>{e(c.replace('_', ' '))}</th>" for c in columns),
+        "source and models):</p><table>" + "".join(f"<th>{e(c.replace('_', ' '))}</th>" for c in columns),
         *("<tr>" + "".join(f"<td>{_value_html(run.get(c))}</td>" for c in columns) + "</tr>" for run in history),
         "</table>",
     ]

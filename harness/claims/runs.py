@@ -18,7 +18,7 @@ from harness.errors import ClaimError
 
 __all__ = [
     "Change", "Comparison", "RunReport", "compare_runs", "earlier_runs", "load_run", "load_series", "read_run",
-    "read_series", "runs_table",
+    "read_series", "rerun_key", "runs_table",
 ]
 
 
@@ -129,11 +129,17 @@ def load_run(path: str | os.PathLike) -> RunReport:
         raise ClaimError(f"cannot read a claims run from {path}: {exc}") from exc
 
 
-def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple[str, str], tuple[dict[str, Any], ...]]:
+def rerun_key(row: ClaimRecord) -> tuple:
+    """What makes two rows runs of one test: the claim id, its source's hash and the models it read (its
+    ``checksums``).  The same claim on another agent, checkpoint or SAE is another test, not a rerun."""
+    return row.id, row.source_sha256, tuple(sorted(row.checksums.items()))
+
+
+def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple, tuple[dict[str, Any], ...]]:
     """What the saved runs under ``report_dir`` (all but the run named ``besides``) said of each claim, by
-    ``(claim id, source_sha256)``: ``{"run", "started", "sampling_seed", "verdict", "estimate"}`` per run, oldest
-    first.  Rows saved without a source hash and runs that cannot be read are left out."""
-    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    :func:`rerun_key`: ``{"run", "started", "sampling_seed", "verdict", "estimate"}`` per run, oldest first.  Rows
+    saved without a source hash and runs that cannot be read are left out."""
+    found: dict[tuple, list[dict[str, Any]]] = {}
     for path in sorted(report_dir.glob("*/claims.json")):
         if path.parent.name == besides:
             continue
@@ -143,7 +149,7 @@ def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple[str, str], tup
             continue
         for row in report.claims:
             if row.source_sha256 is not None:
-                found.setdefault((row.id, row.source_sha256), []).append({
+                found.setdefault(rerun_key(row), []).append({
                     "run": report.name, "started": report.run.get("started"),
                     "sampling_seed": report.run.get("sampling_seed"), "verdict": row.verdict, "estimate": row.estimate,
                 })  # fmt: skip

@@ -37,7 +37,7 @@ from harness.claims.options import reserve_run_dir, resolve_options
 from harness.claims.provenance import file_sha256, run_environment
 from harness.claims.records import ClaimRecord, adjust_p_values
 from harness.claims.report import render_terminal, write_report
-from harness.claims.runs import RunReport, compare_runs, earlier_runs, load_run
+from harness.claims.runs import RunReport, compare_runs, earlier_runs, load_run, rerun_key
 from harness.errors import ClaimError, HarnessError
 
 __all__ = ["CLAIM", "ClaimRun"]
@@ -122,8 +122,9 @@ class ClaimRun:
         return run_environment(self.config.rootpath)
 
     @cached_property
-    def history(self) -> dict[tuple[str, str], tuple[dict[str, Any], ...]]:
-        """Earlier runs in the report folder by (claim id, source hash), read once when the first row is written."""
+    def history(self) -> dict[tuple, tuple[dict[str, Any], ...]]:
+        """Earlier runs in the report folder by (claim id, source hash, models read), read once when the first row
+        is written."""
         return earlier_runs(self.options.report_dir, besides=self.options.run)
 
     def rows(self, exit_status: int | None) -> list[ClaimRecord]:
@@ -134,7 +135,7 @@ class ClaimRun:
             if nodeid not in rows and (nodeid in self.crashed or exit_status is not None):
                 reason = self.crashed.get(nodeid, NOT_RUN)
                 rows[nodeid] = replace(ClaimRecord.from_dict(waiting), message=reason)
-        return [replace(row, history=self.history.get((row.id, row.source_sha256), ())) for row in rows.values()]
+        return [replace(row, history=self.history.get(rerun_key(row), ())) for row in rows.values()]
 
     def build_report(self, exit_status: int | None) -> RunReport:
         claims = adjust_p_values(sorted(self.rows(exit_status), key=lambda r: r.id))
