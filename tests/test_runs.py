@@ -158,11 +158,20 @@ def test_each_row_carries_its_source_hash_and_the_earlier_runs_of_that_source(cl
 
 def test_the_same_claim_on_other_models_is_another_test_not_a_rerun(claims, monkeypatch):
     """A report folder holding runs of several agents (or a series' checkpoints) lists as earlier runs of a claim
-    only those on the same models: a checkpoint series' runs are not reruns of each other."""
+    only those on the same models: a checkpoint series' runs are not reruns of each other.  A skipped claim ran
+    no test: it has no earlier runs and is none."""
     from test_plugin import CONFTEST
 
     claims.makeconftest(CONFTEST.replace("    import pytest\n", "    import os\n    import pytest\n", 1).replace(
         '"sha256:feed"', 'os.environ.get("POLICY_SHA", "sha256:feed")'))
+    claims.makepyfile(test_skipped="""
+        import pytest
+        from conftest import declare
+
+        @declare("H-skip")
+        def test_skipped(claim, policy):
+            pytest.skip("applies to another architecture")
+    """)
     run_claims(claims, "--claims-run", "r1")
     monkeypatch.setenv("POLICY_SHA", "sha256:beef")
     run_claims(claims, "--claims-run", "r2")
@@ -171,6 +180,7 @@ def test_the_same_claim_on_other_models_is_another_test_not_a_rerun(claims, monk
     monkeypatch.delenv("POLICY_SHA")
     run_claims(claims, "--claims-run", "r3")
     assert [h["run"] for h in rows_of(claims, "r3")["H-ref"]["history"]] == ["r1"]
+    assert rows_of(claims, "r3")["H-skip"]["verdict"] == "skipped" and rows_of(claims, "r3")["H-skip"]["history"] == []
 
 
 def test_a_partial_family_and_heavy_claims_are_flagged(claims):

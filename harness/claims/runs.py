@@ -138,7 +138,7 @@ def rerun_key(row: ClaimRecord) -> tuple:
 def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple, tuple[dict[str, Any], ...]]:
     """What the saved runs under ``report_dir`` (all but the run named ``besides``) said of each claim, by
     :func:`rerun_key`: ``{"run", "started", "sampling_seed", "verdict", "estimate"}`` per run, oldest first.  Rows
-    saved without a source hash and runs that cannot be read are left out."""
+    saved without a source hash, skipped rows (no test ran) and runs that cannot be read are left out."""
     found: dict[tuple, list[dict[str, Any]]] = {}
     for path in sorted(report_dir.glob("*/claims.json")):
         if path.parent.name == besides:
@@ -148,7 +148,7 @@ def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple, tuple[dict[st
         except ClaimError:
             continue
         for row in report.claims:
-            if row.source_sha256 is not None:
+            if row.source_sha256 is not None and row.verdict != "skipped":
                 found.setdefault(rerun_key(row), []).append({
                     "run": report.name, "started": report.run.get("started"),
                     "sampling_seed": report.run.get("sampling_seed"), "verdict": row.verdict, "estimate": row.estimate,

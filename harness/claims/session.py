@@ -129,13 +129,14 @@ class ClaimRun:
 
     def rows(self, exit_status: int | None) -> list[ClaimRecord]:
         """Every claim's row: its own, or an error saying why it has none (its worker crashed; at the end of the
-        session, it never ran), each with the earlier runs of the same claim source."""
+        session, it never ran), each but a skipped one with the earlier runs of the same test (:func:`rerun_key`)."""
         rows = dict(self.records)
         for nodeid, waiting in self.recorded["claims"].items():
             if nodeid not in rows and (nodeid in self.crashed or exit_status is not None):
                 reason = self.crashed.get(nodeid, NOT_RUN)
                 rows[nodeid] = replace(ClaimRecord.from_dict(waiting), message=reason)
-        return [replace(row, history=self.history.get(rerun_key(row), ())) for row in rows.values()]
+        return [replace(row, history=() if row.verdict == "skipped" else self.history.get(rerun_key(row), ()))
+                for row in rows.values()]
 
     def build_report(self, exit_status: int | None) -> RunReport:
         claims = adjust_p_values(sorted(self.rows(exit_status), key=lambda r: r.id))
