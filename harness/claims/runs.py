@@ -129,16 +129,19 @@ def load_run(path: str | os.PathLike) -> RunReport:
         raise ClaimError(f"cannot read a claims run from {path}: {exc}") from exc
 
 
-def rerun_key(row: ClaimRecord) -> tuple:
+def rerun_key(row: ClaimRecord) -> tuple | None:
     """What makes two rows runs of one test: the claim id, its source's hash and the models it read (its
-    ``checksums``).  The same claim on another agent, checkpoint or SAE is another test, not a rerun."""
+    ``checksums``).  The same claim on another agent, checkpoint or SAE is another test, not a rerun; a skipped
+    row (no test ran) or one saved without a source hash is a run of none (None)."""
+    if row.verdict == "skipped" or row.source_sha256 is None:
+        return None
     return row.id, row.source_sha256, tuple(sorted(row.checksums.items()))
 
 
 def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple, tuple[dict[str, Any], ...]]:
     """What the saved runs under ``report_dir`` (all but the run named ``besides``) said of each claim, by
     :func:`rerun_key`: ``{"run", "started", "sampling_seed", "verdict", "estimate"}`` per run, oldest first.  Rows
-    saved without a source hash, skipped rows (no test ran) and runs that cannot be read are left out."""
+    that are runs of no test and runs that cannot be read are left out."""
     found: dict[tuple, list[dict[str, Any]]] = {}
     for path in sorted(report_dir.glob("*/claims.json")):
         if path.parent.name == besides:
@@ -148,8 +151,8 @@ def earlier_runs(report_dir: Path, *, besides: str) -> dict[tuple, tuple[dict[st
         except ClaimError:
             continue
         for row in report.claims:
-            if row.source_sha256 is not None and row.verdict != "skipped":
-                found.setdefault(rerun_key(row), []).append({
+            if (key := rerun_key(row)) is not None:
+                found.setdefault(key, []).append({
                     "run": report.name, "started": report.run.get("started"),
                     "sampling_seed": report.run.get("sampling_seed"), "verdict": row.verdict, "estimate": row.estimate,
                 })  # fmt: skip

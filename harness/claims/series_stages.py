@@ -88,8 +88,8 @@ STAGES = (
     _in_git(8, "69a209e", "69a209e"),
     Stage(number=9, commit=None, policy=None,
           sha256_in=(f"{CARD_DIR}/card.md", r"Stage 9's weights are not in git \(sha256\s+`([0-9a-f]{64})`"),
-          rebuild=_rebuild(9, "69a209e", 7, f"the card, {CARD_DIR}/card.md; about 25-60 minutes on 2 cores, 88 on one thread beside "
-                           "other jobs")),
+          rebuild=_rebuild(9, "69a209e", 7, f"the card, {CARD_DIR}/card.md; about 25-60 minutes on 2 cores, 88 on "
+                           "one thread beside other jobs")),
     Stage(number=10, commit=None, policy=f"{CARD_DIR}/policy.pt", sha256_in=(f"{CARD_DIR}/card.md",
           r"\*\*sha256\*\*: `([0-9a-f]{64})`"), saes=tuple(
           (site, f"fixtures/saes/customcnn_bc_{site}/sae.pt", f"fixtures/saes/customcnn_bc_{site}/card.md")

@@ -135,8 +135,7 @@ class ClaimRun:
             if nodeid not in rows and (nodeid in self.crashed or exit_status is not None):
                 reason = self.crashed.get(nodeid, NOT_RUN)
                 rows[nodeid] = replace(ClaimRecord.from_dict(waiting), message=reason)
-        return [replace(row, history=() if row.verdict == "skipped" else self.history.get(rerun_key(row), ()))
-                for row in rows.values()]
+        return [replace(row, history=self.history.get(rerun_key(row), ())) for row in rows.values()]
 
     def build_report(self, exit_status: int | None) -> RunReport:
         claims = adjust_p_values(sorted(self.rows(exit_status), key=lambda r: r.id))
